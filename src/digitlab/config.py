@@ -1,0 +1,97 @@
+"""The one frozen configuration of a training run.
+
+Built once at the edge (CLI flags, a sweep grid, a web form), validated here,
+passed down unchanged and saved with the run, so a run can be rebuilt from its
+``config.json`` alone.  A sweep is ``dataclasses.replace(base, **overrides)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from digitlab.errors import ConfigError
+
+SPLITS = ("tutorial", "official")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linear")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides what a training run computes.
+
+    The defaults are the tutorial: ``Dense(128, relu) -> Dense(10, softmax)``,
+    SGD at Keras' default learning rate (0.01), categorical cross-entropy,
+    20 epochs of batch 128 on a seeded 45,000 / 15,000 split of the 60,000
+    training images.
+    """
+
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (128,)
+    activation: str = "relu"
+    dropout_rate: float = 0.0
+    optimizer: str = "sgd"
+    learning_rate: float | None = None
+    epochs: int = 20
+    batch_size: int = 128
+    split: str = "tutorial"
+    validation_size: int = 15_000
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"model: expected a model name. Received: model={self.model!r}")
+        for units in self.hidden:
+            if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+                raise ConfigError(
+                    f"hidden: expected positive integers. Received: hidden={self.hidden!r}"
+                )
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("split", self.split, SPLITS)
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ConfigError(
+                f"dropout_rate: expected a number in [0, 1). Received: {self.dropout_rate!r}"
+            )
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(
+                f"learning_rate: expected a positive number. Received: {self.learning_rate!r}"
+            )
+        for name in ("epochs", "batch_size", "validation_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"{name}: expected a positive integer. Received: {name}={value!r}"
+                )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed: expected a non-negative integer. Received: {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["hidden"] = list(self.hidden)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config from ``to_dict()`` output; unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: expected a JSON object. Received: {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"config: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"{name}: expected one of {', '.join(choices)}. Received: {name}={value!r}"
+        )
