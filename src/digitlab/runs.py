@@ -29,6 +29,7 @@ INFO_FILE = "run.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 KERAS_MODEL_FILE = "model.keras"
+SKOPS_MODEL_FILE = "model.skops"  # scikit-learn baselines, saved with skops (never pickle)
 
 
 @dataclass
@@ -157,18 +158,29 @@ def load_run(path) -> Run:
     info = _read_json(path / INFO_FILE, default={})
     history = _read_json(path / HISTORY_FILE, default={})
     metrics = _read_json(path / METRICS_FILE, default={})
-    model = _load_model(path)
+    model = _load_model(path, config=config, info=info)
     return Run(path=path, config=config, model=model, info=info, history=history, metrics=metrics)
 
 
-def _load_model(path: Path):
+def _load_model(path: Path, *, config: TrainConfig, info: dict):
     model_file = path / KERAS_MODEL_FILE
+    skops_file = path / SKOPS_MODEL_FILE
+    if skops_file.is_file() and not model_file.is_file():
+        # A scikit-learn baseline; only trusted types are loaded (see digitlab.baselines).
+        from digitlab.baselines import load_model
+
+        data = info.get("data") if isinstance(info, dict) else None
+        names = data.get("class_names") if isinstance(data, dict) else None
+        return load_model(
+            skops_file, model_name=config.model, num_classes=len(names) if names else 10
+        )
     if not model_file.is_file():
         raise RunError(
-            f"{path}: expected a model file {KERAS_MODEL_FILE} in the run folder. "
-            "Found none (was training interrupted?)"
+            f"{path}: expected a model file {KERAS_MODEL_FILE} or {SKOPS_MODEL_FILE} in the "
+            "run folder. Found none (was training interrupted?)"
         )
     from digitlab._backend import keras
+    from digitlab.models import MODELS  # noqa: F401  (registers digitlab's own Keras layers)
 
     try:
         # safe_mode (the default) refuses to deserialise arbitrary Python lambdas.
