@@ -1,0 +1,163 @@
+"""HTTP latency and throughput of ``digitlab serve`` on loopback.
+
+Starts ``python -m digitlab serve RUN --port 0 --quiet`` as a subprocess, then for
+each payload (a 280x280 canvas PNG as the drawing page sends it, and JSON 28x28
+pixels) and each number of concurrent clients (1, 16, 64) sends requests from an
+asyncio + httpx load generator for ``--seconds`` seconds (at most ``--max-requests``
+requests) and prints p50/p99 latency of the answered requests, throughput, 503s
+(load shed) and other errors.  Client and server share this machine's cores.
+
+    python benchmarks/bench_http.py [--run RUN] [--seconds 5] [--max-concurrency N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+
+def canvas_png() -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (280, 280), "white")
+    draw = ImageDraw.Draw(image)
+    draw.line([(70, 60), (210, 60), (120, 240)], fill="black", width=20, joint="curve")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def mnist_pixels() -> list[list[int]]:
+    from digitlab.data import load_dataset
+
+    return load_dataset(progress=False).x_test[0].tolist()
+
+
+@contextlib.contextmanager
+def server(run_dir: Path, extra: list[str]):
+    log = tempfile.NamedTemporaryFile(prefix="bench-http-", suffix=".out", delete=False)
+    command = [sys.executable, "-m", "digitlab", "serve", str(run_dir), "--port", "0", "--quiet"]
+    process = subprocess.Popen([*command, *extra], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        url = None
+        while url is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"server did not start: {Path(log.name).read_text()[-2000:]}")
+            text = Path(log.name).read_text(errors="replace")
+            if " on http://" in text:
+                url = text.split(" on ", 1)[1].split()[0]
+            time.sleep(0.1)
+        with httpx.Client(trust_env=False) as client:
+            while client.get(f"{url}/api/health").status_code != 200:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        os.unlink(log.name)
+
+
+async def load(url: str, request: dict, *, clients: int, seconds: float, max_requests: int):
+    """``clients`` concurrent loops of requests for ``seconds`` (bounded by ``max_requests``)."""
+    latencies: list[float] = []
+    statuses: dict[int | str, int] = {}
+    sent = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=url, trust_env=False, timeout=30, limits=limits
+    ) as client:
+        await client.get("/api/health")
+        stop_at = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal sent
+            while time.perf_counter() < stop_at and sent < max_requests:
+                sent += 1
+                start = time.perf_counter()
+                try:
+                    response = await client.post("/api/predict", **request)
+                    key: int | str = response.status_code
+                except httpx.HTTPError as error:
+                    key = type(error).__name__
+                if key == 200:
+                    latencies.append(time.perf_counter() - start)
+                statuses[key] = statuses.get(key, 0) + 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - began
+    return np.array(latencies), statuses, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, help="run folder (default: train one epoch)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per concurrency level")
+    parser.add_argument("--max-requests", type=int, default=20_000, help="per level, at most")
+    parser.add_argument("--clients", default="1,16,64", help="concurrency levels")
+    parser.add_argument("--max-concurrency", type=int, help="passed to digitlab serve")
+    parser.add_argument("--max-queue", type=int, help="passed to digitlab serve")
+    args = parser.parse_args()
+
+    run_dir = args.run
+    if run_dir is None:
+        from digitlab.config import TrainConfig
+        from digitlab.training import train
+
+        run_dir = Path(tempfile.mkdtemp(prefix="bench-http-")) / "run"
+        train(TrainConfig(epochs=1), run_dir=run_dir, verbose=0, plots_enabled=False)
+    extra = []
+    if args.max_concurrency:
+        extra += ["--max-concurrency", str(args.max_concurrency)]
+    if args.max_queue is not None:
+        extra += ["--max-queue", str(args.max_queue)]
+    payloads = {
+        "canvas PNG": {"files": {"file": ("drawing.png", canvas_png(), "image/png")}},
+        "JSON pixels": {"json": {"pixels": mnist_pixels()}},
+    }
+    levels = [int(n) for n in args.clients.split(",")]
+    with server(run_dir, extra) as url:
+        with httpx.Client(base_url=url, trust_env=False) as client:
+            limits = client.get("/api/model").json()["limits"]
+        print(
+            f"digitlab serve {run_dir} on {url}: max_concurrency {limits['max_concurrency']}, "
+            f"max_queue {limits['max_queue']}; {os.cpu_count()} CPU cores shared with the "
+            f"load generator; {args.seconds:g} s per level"
+        )
+        for name, request in payloads.items():
+            for clients in levels:
+                latencies, statuses, elapsed = asyncio.run(
+                    load(
+                        url,
+                        request,
+                        clients=clients,
+                        seconds=args.seconds,
+                        max_requests=args.max_requests,
+                    )
+                )
+                ok = statuses.get(200, 0)
+                shed = statuses.get(503, 0)
+                errors = sum(v for k, v in statuses.items() if k not in (200, 503))
+                p50 = np.median(latencies) * 1e3 if ok else float("nan")
+                p99 = np.percentile(latencies, 99) * 1e3 if ok else float("nan")
+                print(
+                    f"{name:<12} {clients:>3} clients: p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
+                    f"{ok / elapsed:7.1f} req/s  ({ok} ok, {shed} shed with 503, "
+                    f"{errors} errors{'' if not errors else ' ' + str(statuses)})"
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Shared by the prediction, server and browser tests: a tiny trained run, a real
+``digitlab serve`` process, and handwriting images made from real MNIST digits."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+_RUNS: dict[str, Path] = {}
+
+
+def tiny_run(mnist, tmp_path_factory) -> Path:
+    """A run trained once per test session: the tutorial MLP, Adam, 3 epochs on
+    5,000 real MNIST images (~90% accurate), with its report plots."""
+    key = str(tmp_path_factory.getbasetemp())
+    if key not in _RUNS:
+        from digitlab.config import TrainConfig
+        from digitlab.training import train
+
+        subset = dataclasses.replace(
+            mnist,
+            x_train=mnist.x_train[:6000],
+            y_train=mnist.y_train[:6000],
+            x_test=mnist.x_test[:1000],
+            y_test=mnist.y_test[:1000],
+            verified=False,
+            name="mnist-small",
+        )
+        folder = tmp_path_factory.mktemp("tiny") / "run"
+        config = TrainConfig(optimizer="adam", epochs=3, validation_size=1000)
+        train(config, dataset=subset, run_dir=folder, verbose=0, plots_enabled=True)
+        _RUNS[key] = folder
+    return _RUNS[key]
+
+
+# --------------------------------------------------------------------------- images
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def paper_digit(digit: np.ndarray, *, scale: int = 4, margin: int = 8) -> Image.Image:
+    """An MNIST digit (uint8, light on black) as dark ink on white paper, enlarged."""
+    ink = Image.fromarray(255 - digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC)
+    page = Image.new("L", (28 * scale + 2 * margin, 28 * scale + 2 * margin), 255)
+    page.paste(ink, (margin, margin))
+    return page
+
+
+def canvas_export(digit: np.ndarray, *, scale: int = 10) -> Image.Image:
+    """What a browser canvas gives for black strokes on a transparent background:
+    RGBA, colour black everywhere, the ink in the alpha channel."""
+    alpha = Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC)
+    black = Image.new("RGB", alpha.size, (0, 0, 0))
+    black.putalpha(alpha)
+    return black
+
+
+def number_image(digits: list[np.ndarray], *, scale: int = 3, gap: int = 20) -> Image.Image:
+    """Several MNIST digits side by side, dark on white: a written number."""
+    tiles = [paper_digit(d, scale=scale, margin=0) for d in digits]
+    width = sum(t.width for t in tiles) + gap * (len(tiles) + 1)
+    page = Image.new("L", (width, tiles[0].height + 2 * gap), 255)
+    x = gap
+    for tile in tiles:
+        page.paste(tile, (x, gap))
+        x += tile.width + gap
+    return page
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    real = encode(Image.new("L", (8, 8), 255))
+    ihdr_at = real.index(b"IHDR")
+    body = bytearray(real[ihdr_at : ihdr_at + 17])
+    body[4:12] = struct.pack(">II", width, height)
+    crc = struct.pack(">I", zlib.crc32(bytes(body)) & 0xFFFFFFFF)
+    return real[:ihdr_at] + bytes(body) + crc + real[ihdr_at + 21 :]
+
+
+def confident_digits(run_dir: Path, mnist, count: int, *, skip: int = 0) -> list[int]:
+    """Indices of test digits the run reads right with probability > 0.9, in order."""
+    from digitlab.runs import load_run
+
+    images = mnist.x_test[:500].astype(np.float32) / 255.0
+    probs = load_run(run_dir).predict_proba(images)
+    good = np.flatnonzero((probs.argmax(1) == mnist.y_test[:500]) & (probs.max(1) > 0.9))
+    return [int(i) for i in good[skip : skip + count]]
+
+
+# --------------------------------------------------------------------------- server
+
+
+def client(url: str, **options) -> httpx.Client:
+    """An HTTP client for the test server that ignores any proxy settings."""
+    return httpx.Client(
+        base_url=url, trust_env=False, timeout=options.pop("timeout", 60), **options
+    )
+
+
+@contextlib.contextmanager
+def running_server(run_dir: Path, log_dir: Path, *args: str, timeout: float = 120.0):
+    """``python -m digitlab serve RUN --port 0`` as a real process on 127.0.0.1.
+
+    Yields its base URL once ``/api/health`` answers; stops it afterwards.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = log_dir / "serve.out", log_dir / "serve.err"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "digitlab", "serve", str(run_dir), "--port", "0", *args]
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+    try:
+        url = _wait_for_url(process, out_path, err_path, timeout)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_url(process, out_path: Path, err_path: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    url = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"digitlab serve exited with {process.returncode}: "
+                f"{err_path.read_text(errors='replace')[-2000:]}"
+            )
+        text = out_path.read_text(errors="replace")
+        if url is None and " on http://" in text:
+            url = text.split(" on ", 1)[1].split()[0]
+        if url is not None:
+            with contextlib.suppress(httpx.HTTPError), client(url, timeout=5) as http:
+                if http.get("/api/health").status_code == 200:
+                    return url
+        time.sleep(0.1)
+    raise RuntimeError(f"digitlab serve did not answer within {timeout:.0f} s")
