@@ -79,17 +79,119 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(p)
     p.set_defaults(handler=cmd_evaluate)
 
-    p = commands.add_parser("predict", help="predict one image of the evaluation set")
+    p = commands.add_parser(
+        "predict",
+        help="read the digits in image files, or predict one image of the evaluation set",
+        description="Read the digit, or the number, in each image file; or, with --index, "
+        "predict one image of the dataset. With images, --json prints a JSON list with one "
+        "object per image; an unreadable image is reported (one line on stderr, an 'error' "
+        "entry in the list), the others are still read, and the exit status is 2.",
+    )
     p.add_argument("run", type=Path, help="run folder")
-    p.add_argument("--index", type=int, required=True, help="image number in the set")
+    p.add_argument(
+        "images",
+        nargs="*",
+        type=Path,
+        metavar="IMAGE",
+        help="PNG, JPEG, GIF, BMP, TIFF or WebP files of handwriting (a digit or a number)",
+    )
+    p.add_argument("--index", type=int, help="instead of images: image number in the set")
     p.add_argument(
         "--set",
         choices=("validation", "test", "train"),
-        help="set to take the image from (default: the run's evaluation set)",
+        help="with --index: set to take the image from (default: the run's evaluation set)",
+    )
+    p.add_argument(
+        "--single", action="store_true", help="read all the ink as one digit (no numbers)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=_probability,
+        default=0.5,
+        help="least probability to name a digit, else 'not sure' (default: 0.5)",
+    )
+    p.add_argument(
+        "--preview", type=Path, metavar="DIR", help="save the 28x28 images the model saw here"
     )
     _add_data_dir(p)
     _add_output_options(p)
     p.set_defaults(handler=cmd_predict)
+
+    p = commands.add_parser("serve", help="serve the drawing page and the HTTP API for a run")
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument(
+        "--port", type=_non_negative_int, default=8000, help="port (default: 8000; 0: any free)"
+    )
+    p.add_argument(
+        "--max-concurrency",
+        type=_positive_int,
+        help="predictions running at once (default: the number of CPU cores)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=_non_negative_int,
+        default=16,
+        help="predictions allowed to wait; beyond that requests get 503 (default: 16)",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no access log")
+    p.set_defaults(handler=cmd_serve)
+
+    p = commands.add_parser(
+        "compare", help="train several models on the same data and compare them in a table"
+    )
+    p.add_argument(
+        "--models",
+        type=_name_list,
+        help="comma-separated model names (default: every model but svm, which is slow)",
+    )
+    _add_experiment_options(p)
+    p.add_argument("--seed", type=_non_negative_int, default=42, help="(default: 42)")
+    p.add_argument("--out", type=Path, help="new folder for it all (default: runs/DATE-compare)")
+    p.add_argument("--no-plots", action="store_true", help="skip each run's PNG plots")
+    _add_data_dir(p)
+    _add_output_options(p)
+    p.set_defaults(handler=cmd_compare)
+
+    p = commands.add_parser(
+        "sweep", help="train a grid of configs (neurons x layers x seeds, any field) and summarise"
+    )
+    p.add_argument("--model", default="mlp", help="model name (default: mlp)")
+    p.add_argument(
+        "--hidden", type=_int_list, help="neurons per hidden layer to try, e.g. 32,64,128"
+    )
+    p.add_argument("--layers", type=_int_list, help="numbers of hidden layers to try, e.g. 1,2,3")
+    p.add_argument("--seeds", type=_positive_int, help="repeat each point with seeds 0..N-1")
+    p.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="also vary (or fix) any config field, e.g. --set optimizer=sgd,adam; "
+        "hidden sizes join with +, e.g. --set hidden=256+128,512; repeatable",
+    )
+    _add_experiment_options(p)
+    p.add_argument(
+        "--out", type=Path, help="sweep folder; reuse it to resume (default: runs/DATE-sweep)"
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="trials at once in local processes (default: 1; XLA already uses every core)",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="run trials on this Ray cluster (host:port or auto; needs digitlab[cluster])",
+    )
+    p.add_argument(
+        "--keep-models", action="store_true", help="keep each trial's run folder (no plots)"
+    )
+    _add_data_dir(p)
+    _add_output_options(p)
+    p.set_defaults(handler=cmd_sweep)
 
     data = commands.add_parser("data", help="get and inspect the dataset")
     data_commands = data.add_subparsers(
@@ -115,41 +217,106 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    from digitlab.config import ACTIVATIONS, OPTIMIZERS, SPLITS, TrainConfig
+    from digitlab.config import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS, SPLITS, TrainConfig
 
     d = TrainConfig()
-    p.add_argument("--model", default=d.model, help=f"model name (default: {d.model})")
+    # Options left out (None) take the model's defaults, then the tutorial's:
+    # `--model cnn` alone trains the CNN its own way (config.MODEL_DEFAULTS).
+    # See _train_config.
+    p.add_argument(
+        "--model",
+        default=d.model,
+        help=f"model name (default: {d.model}, the tutorial); cnn is the strong convnet, "
+        "cnn-fast the quick one; the scikit-learn baselines are "
+        "rf, logreg, knn, gnb, bnb and svm (slow); digitlab compare --help lists all",
+    )
     p.add_argument(
         "--hidden",
         type=_int_list,
-        default=d.hidden,
-        help="hidden layer sizes, comma-separated (default: 128)",
+        help="hidden layer sizes, comma-separated " + _defaults_help("hidden", "128"),
     )
-    p.add_argument("--activation", choices=ACTIVATIONS, default=d.activation)
+    p.add_argument("--activation", choices=ACTIVATIONS, help=_defaults_help("activation"))
     p.add_argument(
         "--dropout",
         dest="dropout_rate",
         type=float,
-        default=d.dropout_rate,
-        help="dropout rate after each hidden layer (default: 0)",
+        help="dropout rate after the hidden layers " + _defaults_help("dropout_rate"),
     )
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help=_defaults_help("optimizer"))
     p.add_argument(
         "--learning-rate",
         type=float,
-        default=d.learning_rate,
-        help="default: the optimizer's own (SGD: 0.01)",
+        help=_defaults_help("learning_rate", "the optimizer's own, SGD's is 0.01"),
     )
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs)
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    p.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help="constant, or cosine: a short warm-up, then down to 0 by the last batch "
+        + _defaults_help("lr_schedule"),
+    )
+    p.add_argument("--epochs", type=_positive_int, help=_defaults_help("epochs"))
+    p.add_argument("--batch-size", type=_positive_int, help=_defaults_help("batch_size"))
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        help="share of each target spread over the other classes "
+        + _defaults_help("label_smoothing"),
+    )
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        help="randomly rotate, zoom and shift the training images (cnn models only) "
+        + _defaults_help("augment"),
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=_non_negative_int,
+        metavar="EPOCHS",
+        help="stop when the validation loss has not improved for this many epochs "
+        "(default: 0, off; tutorial split only)",
+    )
+    p.add_argument(
+        "--restore-best",
+        action=argparse.BooleanOptionalAction,
+        help="end with the weights of the epoch of lowest validation loss "
+        "(default: off; tutorial split only)",
+    )
     p.add_argument(
         "--split",
         choices=SPLITS,
-        default=d.split,
-        help="tutorial: 45,000/15,000 of the training set; official: 60,000/10,000 test",
+        help="tutorial (default): 45,000/15,000 of the training set; official: 60,000/10,000 test",
     )
-    p.add_argument("--validation-size", type=_positive_int, default=d.validation_size)
-    p.add_argument("--seed", type=_non_negative_int, default=d.seed)
+    p.add_argument("--validation-size", type=_positive_int, help=_defaults_help("validation_size"))
+    p.add_argument("--seed", type=_non_negative_int, help=_defaults_help("seed"))
+
+
+def _defaults_help(field: str, tutorial: str | None = None) -> str:
+    """'(default: V; cnn: W, ...)': the tutorial's value, then the models' own."""
+    from digitlab.config import MODEL_DEFAULTS, TrainConfig
+
+    def shown(value) -> str:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, tuple):
+            return ",".join(map(str, value))
+        return str(value)
+
+    text = tutorial if tutorial is not None else shown(getattr(TrainConfig(), field))
+    own = [f"{model}: {shown(d[field])}" for model, d in MODEL_DEFAULTS.items() if field in d]
+    return f"(default: {text}{'; ' + ', '.join(own) if own else ''})"
+
+
+def _add_experiment_options(p: argparse.ArgumentParser) -> None:
+    from digitlab.config import SPLITS
+
+    p.add_argument(
+        "--split", choices=SPLITS, default="tutorial", help="tutorial (default) or official"
+    )
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="epochs for Keras models (default: each model's own: mlp 20, cnn 12)",
+    )
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
@@ -179,6 +346,15 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def _name_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated model names, e.g. mlp,rf. Received: {text!r}"
+        )
+    return names
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -199,24 +375,46 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1]. Received: {text!r}")
+    return value
+
+
 # --------------------------------------------------------------------------- commands
 
 
+_TRAIN_FIELDS = (
+    "hidden",
+    "activation",
+    "dropout_rate",
+    "optimizer",
+    "learning_rate",
+    "lr_schedule",
+    "epochs",
+    "batch_size",
+    "label_smoothing",
+    "augment",
+    "early_stopping",
+    "restore_best",
+    "split",
+    "validation_size",
+    "seed",
+)
+
+
 def _train_config(args):
+    """The resolved config: the flags given, over the model's defaults, over
+    the tutorial's (:meth:`TrainConfig.for_model`)."""
     from digitlab.config import TrainConfig
 
-    return TrainConfig(
-        model=args.model,
-        hidden=args.hidden,
-        activation=args.activation,
-        dropout_rate=args.dropout_rate,
-        optimizer=args.optimizer,
-        learning_rate=args.learning_rate,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        split=args.split,
-        validation_size=args.validation_size,
-        seed=args.seed,
+    given = {name: getattr(args, name) for name in _TRAIN_FIELDS}
+    return TrainConfig.for_model(
+        args.model, **{name: value for name, value in given.items() if value is not None}
     )
 
 
@@ -264,6 +462,82 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    if bool(args.images) == (args.index is not None):
+        found = "both" if args.images else "neither"
+        return _fail(
+            f"predict: expected image files or --index N, one of the two. Received: {found}"
+        )
+    if args.images:
+        return _predict_files(args)
+    return _predict_index(args)
+
+
+def _predict_files(args) -> int:
+    """Read each image file; a bad file is one stderr line, the others still run, exit 2."""
+    from digitlab.errors import ImageError
+    from digitlab.predict import Predictor, read_image
+    from digitlab.runs import load_run
+
+    predictor = Predictor(load_run(args.run))
+    results, failed, used_names = [], 0, set()
+    for path in args.images:
+        try:
+            result = read_image(
+                predictor, path, name=str(path), single=args.single, threshold=args.threshold
+            )
+        except ImageError as exc:
+            failed += 1
+            _fail(str(exc))
+            results.append({"file": str(path), "status": "error", "error": str(exc)})
+            continue
+        if args.preview is not None:
+            result["preview"] = _save_previews(args.preview, path, result["images"], used_names)
+        results.append(result)
+        if not args.json:
+            print(_describe_reading(result, args.threshold))
+    if args.json:
+        _print_json(results)
+    return EXIT_USAGE if failed else 0
+
+
+def _describe_reading(result: dict, threshold: float) -> str:
+    """One line: ``digit.png: 7 (probability 0.9812; top 3: 7 0.981, 1 0.010, 9 0.004)``."""
+    top3 = ", ".join(f"{t['digit']} {t['probability']:.3f}" for t in result["top3"])
+    if result["status"] == "no digit":
+        return f"{result['file']}: no digit found"
+    count = f"{result['digits']} digits, " if result["digits"] > 1 else ""
+    if result["status"] == "not sure":
+        best = result["top3"][0]["digit"]
+        return (
+            f"{result['file']}: not sure ({count}best {best} with probability "
+            f"{result['probability']:.4f} < {threshold:g}; top 3: {top3})"
+        )
+    return (
+        f"{result['file']}: {result['digit']} "
+        f"({count}probability {result['probability']:.4f}; top 3: {top3})"
+    )
+
+
+def _save_previews(folder: Path, source: Path, data_urls: list[str], used: set) -> list[str]:
+    """Write each 28x28 image the model saw as ``folder/<stem>[-k].png``, atomically."""
+    from digitlab.predict import decode_data_url
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for k, url in enumerate(data_urls, start=1):
+        stem = source.stem if len(data_urls) == 1 else f"{source.stem}-{k}"
+        name, n = f"{stem}.png", 1
+        while name in used:  # two inputs with the same name from different folders
+            n += 1
+            name = f"{stem}-{n}.png"
+        used.add(name)
+        png = decode_data_url(url)
+        _save_atomically(folder / name, lambda tmp, png=png: Path(tmp).write_bytes(png))
+        written.append(str(folder / name))
+    return written
+
+
+def _predict_index(args) -> int:
     import numpy as np
 
     from digitlab import data
@@ -302,6 +576,108 @@ def cmd_predict(args) -> int:
         bar = "█" * round(p * 40)
         print(f"  {names[i]:>3}  {p:.4f}  {bar}")
     return 0
+
+
+def cmd_serve(args) -> int:
+    try:
+        from digitlab.serve import serve
+    except ImportError as exc:
+        return _fail(str(exc))
+
+    serve(
+        args.run,
+        host=args.host,
+        port=args.port,
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+        access_log=not args.quiet,
+    )
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from digitlab.experiments import compare
+    from digitlab.training import model_names
+
+    models = args.models or [name for name in model_names() if name != "svm"]
+    settings = {"split": args.split, "seed": args.seed}
+    if args.epochs is not None:
+        settings["epochs"] = args.epochs
+    log = _progress_log(args)
+    result = compare(
+        models,
+        settings=settings,
+        data_dir=args.data_dir,
+        out=args.out,
+        plots_enabled=not args.no_plots,
+        log=log,
+    )
+    if args.json:
+        _print_json({"out": str(result.out), "rows": result.rows})
+        return 0
+    print()
+    print(result.table())
+    print(f"\nwrote {result.out}/compare.csv, compare.json and compare.png")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from digitlab import experiments
+    from digitlab.config import TrainConfig
+    from digitlab.runs import default_run_dir
+
+    given = {"split": args.split, "epochs": args.epochs}
+    base = TrainConfig.for_model(
+        args.model, **{name: value for name, value in given.items() if value is not None}
+    )
+    grid = experiments.build_grid(
+        base,
+        hidden=args.hidden,
+        layers=args.layers,
+        seeds=args.seeds,
+        assignments=[experiments.parse_assignment(text) for text in args.assignments],
+    )
+    configs = experiments.grid_configs(base, grid)
+    out = args.out if args.out is not None else default_run_dir("sweep")
+    result = experiments.run_sweep(
+        configs,
+        out=out,
+        data_dir=args.data_dir,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        keep_models=args.keep_models,
+        log=_progress_log(args),
+    )
+    if args.json:
+        _print_json(
+            {
+                "out": str(result.out),
+                "trials": len(result.trials),
+                "skipped": result.skipped,
+                "failed": [{"config": c.to_dict(), "error": e} for c, e in result.failed],
+                "varied": result.varied,
+                "summary": result.summary,
+            }
+        )
+    else:
+        print()
+        print(experiments.format_sweep_table(result.summary, result.varied))
+        print(f"\nresults in {result.out} (rerun with --out {result.out} to resume)")
+    if result.failed:
+        return _fail(
+            f"{len(result.failed)} of {len(configs)} trials failed (see above); rerun the same "
+            f"command with --out {result.out} to retry them"
+        )
+    return 0
+
+
+def _progress_log(args):
+    """Where progress lines go: stdout, stderr under --json, nowhere under --quiet."""
+    import io
+
+    if args.quiet:
+        return io.StringIO()  # a few lines per model or trial, dropped at exit
+    return sys.stderr if args.json else sys.stdout
 
 
 def cmd_data_fetch(args) -> int:

@@ -18,6 +18,30 @@ from digitlab.errors import ConfigError
 SPLITS = ("tutorial", "official")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linear")
+LR_SCHEDULES = ("constant", "cosine")
+
+# Per-model defaults that differ from the tutorial's.  TrainConfig.for_model
+# applies them under whatever the caller sets, and the CLI builds its config
+# with it, so `digitlab train --model cnn` trains the CNN its own way and the
+# config saved with the run is the resolved one.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cnn": {
+        "optimizer": "adam",
+        "learning_rate": 0.002,
+        "lr_schedule": "cosine",
+        "epochs": 15,
+        "dropout_rate": 0.3,
+        "label_smoothing": 0.1,
+        "augment": True,
+    },
+    "cnn-fast": {
+        "optimizer": "adam",
+        "learning_rate": 0.002,
+        "lr_schedule": "cosine",
+        "epochs": 1,
+        "batch_size": 32,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +65,11 @@ class TrainConfig:
     split: str = "tutorial"
     validation_size: int = 15_000
     seed: int = 42
+    lr_schedule: str = "constant"
+    label_smoothing: float = 0.0
+    augment: bool = False
+    early_stopping: int = 0
+    restore_best: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -70,6 +99,38 @@ class TrainConfig:
                 )
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"seed: expected a non-negative integer. Received: {self.seed!r}")
+        self._check_training_options()
+
+    def _check_training_options(self) -> None:
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        smoothing = self.label_smoothing
+        if not isinstance(smoothing, numbers.Real) or not 0.0 <= smoothing < 1.0:
+            raise ConfigError(
+                f"label_smoothing: expected a number in [0, 1). Received: {smoothing!r}"
+            )
+        for name in ("augment", "restore_best"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}: expected true or false. Received: {name}={value!r}")
+        if not _is_int(self.early_stopping) or self.early_stopping < 0:
+            raise ConfigError(
+                "early_stopping: expected a non-negative integer (epochs of patience, "
+                f"0 for off). Received: early_stopping={self.early_stopping!r}"
+            )
+        if self.split == "official" and (self.early_stopping or self.restore_best):
+            # On the official split the monitored set is the test set: picking
+            # the epoch by it would report an optimistic test accuracy.
+            raise ConfigError(
+                "early_stopping/restore_best: expected split='tutorial', which holds out "
+                "validation images to choose the epoch by. Received: split='official' "
+                "(its evaluation set is the test set)"
+            )
+
+    @classmethod
+    def for_model(cls, model: str = "mlp", **fields: Any) -> TrainConfig:
+        """The config for ``model``: the tutorial's defaults, then the model's
+        :data:`MODEL_DEFAULTS`, then ``fields`` (which always win)."""
+        return cls(model=model, **{**MODEL_DEFAULTS.get(model, {}), **fields})
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
