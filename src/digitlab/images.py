@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from digitlab.errors import ImageError
+from digitlab.errors import ConfigError, ImageError
 
 MAX_IMAGE_PIXELS = 40_000_000
 """The most pixels :func:`load_image` decodes (a decompression-bomb cap), checked
@@ -279,6 +279,11 @@ class _InkMap:
     noise_floor: float = 0.0  # strength the paper's noise reaches
 
 
+def _check_fraction(option: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"{option}: expected a number in [0, 1). Received: {value!r}.")
+
+
 def _check_grey(grey: np.ndarray) -> np.ndarray:
     array = np.asarray(grey)
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -510,8 +515,9 @@ def _frame(crop: np.ndarray, level: float) -> tuple[np.ndarray, tuple[float, ...
     first = render(centre_y, centre_x)
     mass_y, mass_x = ndimage.center_of_mass(first)
     # Move the content onto (14, 14), as far as the frame allows.
-    move_y = np.clip(MNIST_SIZE / 2 - mass_y, half_height - 14, 14 - half_height)
-    move_x = np.clip(MNIST_SIZE / 2 - mass_x, half_width - 14, 14 - half_width)
+    middle = MNIST_SIZE / 2
+    move_y = np.clip(middle - mass_y, half_height - middle, middle - half_height)
+    move_x = np.clip(middle - mass_x, half_width - middle, middle - half_width)
     frame = render(centre_y - move_y * step, centre_x - move_x * step)
     return frame, (top, bottom, left, right)
 
@@ -520,9 +526,9 @@ def _normalise(ink: _InkMap, components) -> tuple[np.ndarray, tuple[int, int, in
     """The given components' ink framed like MNIST, and its box (working pixels).
 
     MNIST scaled each binary NIST digit's bounding box to 20 px, so the box edge
-    is the strokes' binary edge: here, where the ink crosses half its strength.
-    That box, found to a fraction of a pixel, is resampled to 20 px on its
-    longer side (keeping the aspect ratio) and centred in 28x28.
+    is the strokes' binary edge: here, where the ink crosses the cut (about half
+    its typical strength).  Only the components' strokes and their soft fringe
+    are kept, so specks and neighbouring digits inside the box do not leak in.
     """
     y0, y1, x0, x1 = _union_box(components)
     # The soft edge kept around the thresholded strokes, which the edges cut through.
@@ -568,12 +574,18 @@ def prepare_digit(
 
     Returns:
         A :class:`Prepared` digit: uneven lighting removed, the ink cropped (all
-        non-speck marks together), scaled so its longer side is 20 px keeping its
-        aspect ratio, and placed in 28x28 by its centre of mass, light on black.
+        non-speck marks together), binarised and shrunk with anti-aliasing so its
+        longer side is 20 px keeping its aspect ratio, and placed in 28x28 with its
+        centre of mass on pixel (14, 14), light on black.  Ink already at MNIST's
+        scale (an MNIST image) is only contrast-stretched and moved by whole
+        pixels, so MNIST digits come back unchanged.
 
     Raises:
         ImageError: ``grey`` is not a finite 2-D numeric array.
+        ConfigError: an option is outside [0, 1).
     """
+    _check_fraction("ink_threshold", ink_threshold)
+    _check_fraction("min_size", min_size)
     ink = _find_ink(_check_grey(grey), ink_threshold=ink_threshold, min_size=min_size)
     if not ink.components:
         return _blank()
@@ -625,12 +637,20 @@ def split_digits(
 
     Returns:
         One :class:`Prepared` per digit (``has_ink`` True, ``box`` in source pixels),
-        ordered by their left edge; ``[]`` for a blank image.  Touching digits
-        come out as one.
+        ordered by their left edge; ``[]`` for a blank image.  The digits must be
+        written on one line; touching digits come out as one.
 
     Raises:
         ImageError: ``grey`` is not a finite 2-D numeric array.
+        ConfigError: an option is outside [0, 1).
     """
+    for option, value in [
+        ("ink_threshold", ink_threshold),
+        ("min_size", min_size),
+        ("overlap", overlap),
+        ("min_height", min_height),
+    ]:
+        _check_fraction(option, value)
     ink = _find_ink(_check_grey(grey), ink_threshold=ink_threshold, min_size=min_size)
     groups = _group_left_to_right(ink.components, overlap=overlap)
     boxes = [_union_box(group) for group in groups]
@@ -654,9 +674,11 @@ def _as_unit_float(digit: np.ndarray) -> np.ndarray:
     array = np.asarray(digit)
     if array.ndim != 2 or array.size == 0:
         raise ImageError(f"digit: expected a 2-D (H, W) image. Received: shape {array.shape}.")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ImageError(f"digit: expected numbers. Received: dtype {array.dtype}.")
     if np.issubdtype(array.dtype, np.integer):
         return array.astype(np.float32) / 255.0
-    return np.clip(array.astype(np.float32), 0.0, 1.0)
+    return np.clip(np.nan_to_num(array.astype(np.float32)), 0.0, 1.0)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -683,8 +705,11 @@ def render_photo(
         The photo as JPEG bytes (so a check exercises the whole decode path): RGB,
         quality 70..90, the digit's 20 px box 15%..60% of the shorter side at a
         random place, rotated up to +-10 degrees, slightly out of focus, ink
-        darkness 75..95%, on paper textured with fibres, lit by a random gradient
-        and a vignette, with a colour cast and sensor noise.
+        darkness 75..95%, on textured paper, lit by a random gradient and a
+        vignette, with a colour cast and sensor noise.
+
+    Raises:
+        ImageError: ``digit`` is not a 2-D numeric image, or ``size`` is under 32x32.
     """
     ink = _as_unit_float(digit)
     height, width = size
