@@ -25,6 +25,7 @@ import zlib
 
 import numpy as np
 
+from _machine import cpu_name
 from digitlab.idx import read_idx
 
 TEST_FILES = ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
@@ -76,16 +77,6 @@ def timed(function):
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
-def cpu_model():
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -111,7 +102,7 @@ def main(argv=None):
         parser.error(f"missing MNIST files: {', '.join(missing)}")
 
     print(
-        f"machine: {datetime.datetime.now().isoformat(timespec='seconds')} | CPU: {cpu_model()}"
+        f"machine: {datetime.datetime.now().isoformat(timespec='seconds')} | CPU: {cpu_name()}"
         f" | cores: {os.cpu_count()} | numpy {np.__version__} | Python {platform.python_version()}"
     )
 

@@ -14,27 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
-
-def matmul_rate(hidden: int, seconds: float = 1.0) -> float:
-    """GFLOP/s of one training step's three matrix products at this width."""
-    rng = np.random.default_rng(0)
-    x = rng.random((128, 784), dtype=np.float32)
-    w = rng.random((784, hidden), dtype=np.float32)
-    g = rng.random((128, hidden), dtype=np.float32)
-    flops = 3 * 2 * 128 * 784 * hidden
-    rounds, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(20):
-            x @ w
-            x.T @ g
-            g @ w.T
-        rounds += 20
-    return rounds * flops / (time.perf_counter() - start) / 1e9
+from _machine import describe, floor_seconds, matmul_rate
 
 
 def epoch_seconds(dataset, images: int, hidden: int, epochs: int) -> tuple[float, float]:
@@ -84,12 +68,13 @@ def main() -> None:
                 *epoch_seconds(dataset, width_images, hidden, args.epochs),
             )
         )
+    print(describe("keras", "jax", "numpy"))
     print("| vary | images | hidden | params | s/epoch | floor s | x floor | train acc |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     table = []
     for vary, images, hidden, seconds, acc in rows:
         params = 784 * hidden + hidden + hidden * 10 + 10
-        floor = 6 * params * images / (rates[hidden] * 1e9)
+        floor = floor_seconds(params, images, rates[hidden])
         table.append((vary, images, hidden, params, seconds, floor))
         print(
             f"| {vary} | {images:,} | {hidden} | {params:,} | {seconds:.3f} | {floor:.3f} | "

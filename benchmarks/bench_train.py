@@ -18,35 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from _machine import describe, floor_seconds, matmul_rate
+
 HERE = Path(__file__).resolve().parent
 PARAMS = 101_770
 TRAIN_IMAGES = 45_000
-
-
-def matmul_rate(seconds: float = 2.0) -> float:
-    """float32 GFLOP/s of the tutorial's own layer shapes, forward and backward."""
-    rng = np.random.default_rng(0)
-    x = rng.random((128, 784), dtype=np.float32)
-    w1 = rng.random((784, 128), dtype=np.float32)
-    g = rng.random((128, 128), dtype=np.float32)
-    flops_per_round = 3 * 2 * 128 * 784 * 128  # forward, grad wrt weights, grad wrt inputs
-    rounds, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(50):
-            x @ w1
-            x.T @ g
-            g @ w1.T
-        rounds += 50
-    return rounds * flops_per_round / (time.perf_counter() - start) / 1e9
 
 
 def child(command: list[str], env_extra: dict[str, str]) -> dict:
@@ -124,11 +107,11 @@ def main() -> None:
             "accuracy": run["eval"]["accuracy"],
         }
 
-    rate = matmul_rate()
-    floor = 6 * PARAMS * TRAIN_IMAGES / (rate * 1e9)
+    rate = matmul_rate(128)
+    floor = floor_seconds(PARAMS, TRAIN_IMAGES, rate)
     lines = [
-        f"machine: {_cpu()} | {os.cpu_count()} cores | {platform.python_version()} | {_versions()}",
-        f"matmul rate (tutorial shapes, float32): {rate:.0f} GFLOP/s -> "
+        describe("keras", "jax", "jaxlib", "numpy"),
+        f"matmul rate (784x128 layer, float32, NumPy): {rate:.0f} GFLOP/s -> "
         f"arithmetic floor {floor:.3f} s/epoch",
     ]
     for name, r in results.items():
@@ -150,22 +133,6 @@ def main() -> None:
     print("\n".join(lines))
     if args.append:
         _append(lines, args)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _versions() -> str:
-    from importlib.metadata import version
-
-    return ", ".join(f"{n} {version(n)}" for n in ("keras", "jax", "numpy"))
 
 
 def _append(lines: list[str], args) -> None:

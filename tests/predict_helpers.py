@@ -16,6 +16,19 @@ import httpx
 import numpy as np
 from PIL import Image
 
+#: The fields of one ``predict --json`` / ``POST /api/predict`` result.
+RESULT_FIELDS = {
+    "file",
+    "status",
+    "digit",
+    "probability",
+    "top3",
+    "probabilities",
+    "digits",
+    "boxes",
+    "images",
+}
+
 _RUNS: dict[str, Path] = {}
 
 

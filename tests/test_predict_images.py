@@ -15,6 +15,7 @@ from digitlab.errors import ConfigError, ImageError
 from digitlab.predict import Predictor, check_pixels, decode_data_url, read_image
 from digitlab.runs import load_run
 from predict_helpers import (
+    RESULT_FIELDS,
     canvas_export,
     confident_digits,
     encode,
@@ -22,18 +23,6 @@ from predict_helpers import (
     paper_digit,
     tiny_run,
 )
-
-RESULT_FIELDS = {
-    "file",
-    "status",
-    "digit",
-    "probability",
-    "top3",
-    "probabilities",
-    "digits",
-    "boxes",
-    "images",
-}
 
 
 @pytest.fixture(scope="session")

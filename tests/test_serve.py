@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from predict_helpers import (
+    RESULT_FIELDS,
     bomb_png,
     client,
     confident_digits,
@@ -24,17 +25,6 @@ from predict_helpers import (
 
 pytestmark = pytest.mark.slow  # starts server processes
 
-RESULT_FIELDS = {
-    "file",
-    "status",
-    "digit",
-    "probability",
-    "top3",
-    "probabilities",
-    "digits",
-    "boxes",
-    "images",
-}
 LIMIT = 10 * 1024 * 1024
 
 
