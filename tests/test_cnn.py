@@ -76,10 +76,18 @@ def test_augmentation_layer_moves_pixels_only_in_training():
 
 @pytest.mark.skipif(keras().backend.backend() != "jax", reason="the JAX backend's fix")
 def test_cnn_with_augmentation_trains_compiled_on_jax():
-    # Keras' augmentation layers would otherwise switch the whole training
-    # step to op-by-op execution, ten times slower.
+    # Keras' own augmentation layers would switch the whole training step to
+    # op-by-op execution, ten times slower.
     model = build_model(TrainConfig.for_model("cnn"), (28, 28), 10, steps_per_epoch=10)
     assert model.jit_compile is True
+
+
+def test_augmentation_draws_new_transforms_at_every_compiled_step(tiny_cnn_run):
+    (layer,) = [layer for layer in tiny_cnn_run.model.layers if isinstance(layer, Augmentation)]
+    # The seed generator's counter advances with each draw, inside the compiled
+    # step too: 4 draws (angle, zoom, two shifts) per batch of 128.
+    batches = -(-tiny_cnn_run.info["data"]["train_size"] // 128)
+    assert int(np.asarray(layer.seed_generator.state.value)[1]) == 4 * batches
 
 
 def test_maxpool2x2_equals_keras_max_pooling():
