@@ -14,6 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+#: What a Keras run folder holds.
+RUN_FILES = {
+    "model.keras",
+    "config.json",
+    "run.json",
+    "history.json",
+    "metrics.json",
+    "confusion_matrix.png",
+    "training_curves.png",
+    "predictions.png",
+    "mistakes.png",
+}
+
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 

@@ -3,23 +3,12 @@ import json
 import numpy as np
 import pytest
 
+from conftest import RUN_FILES
 from digitlab.config import TrainConfig
 from digitlab.data import split
 from digitlab.errors import RunError
 from digitlab.runs import load_run
 from digitlab.training import train
-
-RUN_FILES = {
-    "model.keras",
-    "config.json",
-    "run.json",
-    "history.json",
-    "metrics.json",
-    "confusion_matrix.png",
-    "training_curves.png",
-    "predictions.png",
-    "mistakes.png",
-}
 
 
 @pytest.fixture(scope="module")
