@@ -9,10 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from digitlab import _backend, baselines, plots, runs
+from digitlab import _backend, _jax_steps, baselines, plots, runs
 from digitlab import data as data_module
 from digitlab._backend import keras
-from digitlab._jax_steps import scan_train_steps
 from digitlab.config import TrainConfig
 from digitlab.errors import ConfigError
 from digitlab.evaluation import evaluate
@@ -97,23 +96,20 @@ def train(
     model = build_model(
         config, dataset.image_shape, dataset.num_classes, steps_per_epoch=steps_per_epoch
     )
-    if not any(isinstance(layer, keras().layers.Conv2D) for layer in model.layers):
-        # Inside a scan XLA:CPU runs convolutions 5-10x slower (cnn-fast: 17 s
-        # against 3.4 s an epoch of 19,200 images), more than the per-call
-        # overhead the scan saves.
-        scan_train_steps(model, STEPS_PER_CALL)
     if verbose:
         model.summary(print_fn=lambda line, *a, **k: print(line, file=log))
     timer = EpochTimer()
     with contextlib.redirect_stdout(log):
         start = time.perf_counter()
-        history = model.fit(
+        history = _jax_steps.fit(
+            model,
             parts.x_train,
             parts.y_train,
             batch_size=config.batch_size,
+            steps_per_call=STEPS_PER_CALL,
             epochs=config.epochs,
             validation_data=(parts.x_eval, parts.y_eval),
-            validation_batch_size=VALIDATION_BATCH_SIZE,
+            validation_batch_size=validation_batch_size(len(parts.x_eval)),
             shuffle=True,
             verbose=verbose,
             callbacks=[timer, *stopping_callbacks(config), *callbacks],
@@ -134,6 +130,14 @@ def train(
         save_model=lambda folder: model.save(folder / runs.KERAS_MODEL_FILE),
         **finish,
     )
+
+
+def validation_batch_size(images: int) -> int:
+    """Batches of at most :data:`VALIDATION_BATCH_SIZE`, as equal as possible:
+    15,000 images go in 15 batches of 1,000, so no smaller last batch needs a
+    compilation of its own."""
+    batches = max(1, math.ceil(images / VALIDATION_BATCH_SIZE))
+    return max(1, math.ceil(images / batches))
 
 
 def stopping_callbacks(config: TrainConfig) -> list:
