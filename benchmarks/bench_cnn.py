@@ -1,13 +1,14 @@
-"""Time to 99% test accuracy: digitlab's ``cnn`` against the keras.io convnet.
+"""Time to 99% test accuracy: digitlab's convnets against the keras.io convnet.
 
 Trains each model on the official split (all 60,000 training images) and,
 after every epoch, measures its accuracy on the 10,000 test images; the
 clock stops while it does, so the seconds printed are training time only.
 Prints, per model, when it first reached the target accuracy and where it
-ended, then one ratio line::
+ended, then one ratio line per digitlab model; with several ``--seed`` values,
+digitlab's models run once per seed and the median and worst are reported::
 
-    python benchmarks/bench_cnn.py                   # both, full length (long on 2 cores)
-    python benchmarks/bench_cnn.py --models cnn      # only digitlab's model
+    python benchmarks/bench_cnn.py                   # cnn and keras-io, full length (long)
+    python benchmarks/bench_cnn.py --models cnn-fast,keras-io --seed 42,1,2
     python benchmarks/bench_cnn.py --quick           # CI: 3,000 images, 1 epoch each
 
 The reference is https://keras.io/examples/vision/mnist_convnet/ as published:
@@ -29,16 +30,21 @@ from digitlab.config import TrainConfig
 from digitlab.models import build_model
 from digitlab.predict import predict_proba
 
-MODELS = ("cnn", "keras-io")
+MODELS = ("cnn", "cnn-fast", "keras-io")
+DEFAULT_MODELS = ("cnn", "keras-io")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help="cnn, keras-io or both")
+    parser.add_argument(
+        "--models", default=",".join(DEFAULT_MODELS), help=f"any of {', '.join(MODELS)}"
+    )
     parser.add_argument("--epochs", type=int, help="epochs for every model (default: its own)")
     parser.add_argument("--target", type=float, default=0.99, help="accuracy to time (0.99)")
     parser.add_argument("--train-images", type=int, help="use only the first N training images")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--seed", default="42", help="seed, or comma-separated seeds for digitlab's models"
+    )
     parser.add_argument("--quick", action="store_true", help="3,000 images, 1 epoch: a smoke test")
     args = parser.parse_args(argv)
     names = [name for name in args.models.split(",") if name]
@@ -47,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
     if args.quick:
         args.epochs, args.train_images = args.epochs or 1, args.train_images or 3000
+    try:
+        seeds = [int(seed) for seed in args.seed.split(",") if seed]
+    except ValueError:
+        parser.error(f"--seed: expected integers separated by commas, got {args.seed!r}")
 
-    parts = data.split(data.load_dataset(progress=False), "official", seed=args.seed)
+    parts = data.split(data.load_dataset(progress=False), "official", seed=seeds[0])
     x_train, y_train = parts.x_train, parts.y_train
     if args.train_images:
         x_train, y_train = x_train[: args.train_images], y_train[: args.train_images]
@@ -60,29 +70,58 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for name in names:
-        results[name] = run(name, x_train, y_train, parts, args)
-        report(name, results[name], args.target)
-    if len(results) == 2:
-        cnn, reference = results["cnn"], results["keras-io"]
-        if cnn["target_seconds"] and reference["target_seconds"]:
-            ratio = reference["target_seconds"] / cnn["target_seconds"]
-            print(f"time to {args.target:.2%}: cnn is {ratio:.1f}x faster than keras-io")
+        runs = []
+        for seed in seeds if name != "keras-io" else seeds[:1]:
+            runs.append(run(name, x_train, y_train, parts, args, seed))
+            report(f"{name} (seed {seed})" if len(seeds) > 1 else name, runs[-1], args.target)
+        results[name] = summarise(name, runs, args.target)
+    reference = results.get("keras-io")
+    for name, ours in results.items():
+        if name == "keras-io" or reference is None:
+            continue
+        if ours["target_seconds"] and reference["target_seconds"]:
+            ratio = reference["target_seconds"] / ours["target_seconds"]
+            print(f"time to {args.target:.2%}: {name} is {ratio:.1f}x faster than keras-io")
         else:
-            print(f"time to {args.target:.2%}: not reached by both, no ratio")
+            print(f"time to {args.target:.2%}: not reached by {name} and keras-io, no ratio")
         print(
-            f"final accuracy: cnn {cnn['final']:.2%} vs keras-io {reference['final']:.2%}; "
-            f"training time: cnn {cnn['seconds']:.0f} s vs keras-io {reference['seconds']:.0f} s"
+            f"final accuracy: {name} {ours['final']:.2%} vs keras-io {reference['final']:.2%}; "
+            f"training time: {name} {ours['seconds']:.0f} s vs keras-io "
+            f"{reference['seconds']:.0f} s"
         )
     return 0
 
 
-def run(name: str, x_train, y_train, parts, args) -> dict:
+def summarise(name: str, runs: list[dict], target: float) -> dict:
+    """One run as is; several: the median run (by time to target), and a line
+    with the median and the worst."""
+    if len(runs) == 1:
+        return runs[0]
+    never = float("inf")
+    ordered = sorted(runs, key=lambda r: r["target_seconds"] or never)
+    median = ordered[len(ordered) // 2]
+    worst = ordered[-1]
+    finals = ", ".join(f"{r['final']:.2%}" for r in runs)
+    print(
+        f"{name}: {len(runs)} seeds, final test accuracy {finals}; time to {target:.2%}: "
+        f"median {_seconds(median)}, worst {_seconds(worst)}",
+        flush=True,
+    )
+    return median
+
+
+def _seconds(result: dict) -> str:
+    seconds = result["target_seconds"]
+    return "not reached" if seconds is None else f"{seconds:.1f} s"
+
+
+def run(name: str, x_train, y_train, parts, args, seed: int) -> dict:
     """Train ``name``; return per-epoch (training seconds, test accuracy) and totals."""
     keras = _backend.keras()
-    _backend.set_seed(args.seed)
-    if name == "cnn":
+    _backend.set_seed(seed)
+    if name != "keras-io":
         overrides = {"epochs": args.epochs} if args.epochs else {}
-        config = TrainConfig.for_model("cnn", split="official", seed=args.seed, **overrides)
+        config = TrainConfig.for_model(name, split="official", seed=seed, **overrides)
         steps = -(-len(x_train) // config.batch_size)
         model = build_model(config, x_train.shape[1:], 10, steps_per_epoch=steps)
         epochs, batch_size = config.epochs, config.batch_size

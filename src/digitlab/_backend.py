@@ -62,8 +62,10 @@ def _use_compilation_cache(backend: str) -> None:
     compilation: about a second of the tutorial's 20-epoch fit."""
     global _configured
     _configured = True
+    if backend != "jax":
+        return
     folder = compilation_cache_dir()
-    if backend != "jax" or folder is None:
+    if folder is None:
         return
     import jax
 
