@@ -1,0 +1,36 @@
+"""The benchmark scripts still run, at tiny sizes (their figures are not checked:
+timings belong in benchmarks/RESULTS.md, not in tests)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+pytestmark = pytest.mark.slow
+
+CASES = {
+    "bench_idx.py": (["--repeats", "1"], "ratio: digitlab is"),
+    "bench_train.py": (["--epochs", "2"], "x the arithmetic floor"),
+    "bench_scaling.py": (["--quick", "--epochs", "2", "--out", "{tmp}"], "ratio: overhead"),
+    "bench_cnn.py": (["--quick", "--models", "cnn-fast,keras-io"], "final accuracy: cnn-fast"),
+    "bench_predict.py": (["--calls", "30"], "ratio: batch 1024, cnn-fast"),
+    "bench_compare.py": (["--quick", "--models", "mlp,logreg", "--out", "{tmp}"], "logreg"),
+}
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_benchmark_runs(script, tmp_path):
+    arguments, expected = CASES[script]
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *(a.format(tmp=tmp_path) for a in arguments)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert expected in out.stdout, out.stdout[-3000:]
