@@ -16,7 +16,6 @@ numbers then only show that everything runs, not how good the models are).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as _dt
 import os
 import tempfile
@@ -43,14 +42,7 @@ def main() -> None:
     dataset = data.load_dataset(progress=False)
     settings = {"split": args.split}
     if args.quick:
-        dataset = dataclasses.replace(
-            dataset,
-            x_train=dataset.x_train[:6000],
-            y_train=dataset.y_train[:6000],
-            x_test=dataset.x_test[:1000],
-            y_test=dataset.y_test[:1000],
-            verified=False,
-        )
+        dataset = dataset.head(6000, 1000)
         settings.update(epochs=2, validation_size=1000)
     if args.epochs:
         settings["epochs"] = args.epochs

@@ -23,14 +23,11 @@ from _machine import describe, floor_seconds, matmul_rate
 
 def epoch_seconds(dataset, images: int, hidden: int, epochs: int) -> tuple[float, float]:
     """Median seconds per epoch after the first, and the final training accuracy."""
-    import dataclasses
 
     from digitlab.config import TrainConfig
     from digitlab.training import train
 
-    small = dataclasses.replace(
-        dataset, x_train=dataset.x_train[: images + 1000], y_train=dataset.y_train[: images + 1000]
-    )
+    small = dataset.head(images + 1000)
     config = TrainConfig(hidden=(hidden,), epochs=epochs, validation_size=1000)
     import tempfile
 

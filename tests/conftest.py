@@ -54,17 +54,7 @@ def mnist():
 @pytest.fixture(scope="session")
 def small_mnist(mnist):
     """A 3,000 / 1,000 slice of the real MNIST, for quick training tests."""
-    import dataclasses
-
-    return dataclasses.replace(
-        mnist,
-        x_train=mnist.x_train[:3000],
-        y_train=mnist.y_train[:3000],
-        x_test=mnist.x_test[:1000],
-        y_test=mnist.y_test[:1000],
-        verified=False,
-        name="mnist-small",
-    )
+    return mnist.head(3000, 1000)
 
 
 def write_idx_dataset(folder: Path, *, n_train=60, n_test=20, shape=(8, 8), classes=3, seed=0):

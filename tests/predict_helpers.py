@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import os
 import subprocess
@@ -40,15 +39,7 @@ def tiny_run(mnist, tmp_path_factory) -> Path:
         from digitlab.config import TrainConfig
         from digitlab.training import train
 
-        subset = dataclasses.replace(
-            mnist,
-            x_train=mnist.x_train[:6000],
-            y_train=mnist.y_train[:6000],
-            x_test=mnist.x_test[:1000],
-            y_test=mnist.y_test[:1000],
-            verified=False,
-            name="mnist-small",
-        )
+        subset = mnist.head(6000, 1000)
         folder = tmp_path_factory.mktemp("tiny") / "run"
         config = TrainConfig(optimizer="adam", epochs=3, validation_size=1000)
         train(config, dataset=subset, run_dir=folder, verbose=0, plots_enabled=True)

@@ -3,7 +3,6 @@ early stopping / best-epoch restore, and runs that save and load."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -28,13 +27,7 @@ CNN_FAST_PARAMS = 95_498
 @pytest.fixture(scope="module")
 def tiny_mnist(small_mnist):
     """512 training and 256 test images of the real MNIST."""
-    return dataclasses.replace(
-        small_mnist,
-        x_train=small_mnist.x_train[:512],
-        y_train=small_mnist.y_train[:512],
-        x_test=small_mnist.x_test[:256],
-        y_test=small_mnist.y_test[:256],
-    )
+    return small_mnist.head(512, 256)
 
 
 @pytest.fixture(scope="module")

@@ -146,3 +146,15 @@ def test_eval_arrays_match_the_split(mnist):
     assert x.shape == (10_000, 28, 28)
     with pytest.raises(ConfigError, match="set: expected validation, test or train"):
         data.eval_arrays(mnist, "dev", seed=5, validation_size=15_000)
+
+
+def test_head_is_a_smaller_unverified_part(mnist):
+    part = mnist.head(300, 50)
+    assert part.x_train.shape == (300, 28, 28) and part.y_test.shape == (50,)
+    np.testing.assert_array_equal(part.x_train, mnist.x_train[:300])
+    assert not part.verified and part.name == "mnist[:300/50]"
+    assert part.class_names == mnist.class_names
+    assert len(mnist.head(10).x_test) == len(mnist.x_test)
+    assert mnist.verified  # the whole is unchanged
+    with pytest.raises(ConfigError, match="head: expected at least 1"):
+        mnist.head(0)

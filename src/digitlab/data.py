@@ -79,6 +79,28 @@ class Dataset:
             else "not an official dataset: recorded, not verified",
         }
 
+    def head(self, train: int, test: int | None = None) -> Dataset:
+        """The first ``train`` training images and the first ``test`` test
+        images (default: all of them), for quick experiments.  A part of MNIST
+        is not MNIST: the result is marked unverified and named, for example,
+        ``mnist[:6000/1000]``.
+        """
+        if train < 1 or (test is not None and test < 1):
+            raise ConfigError(
+                f"head: expected at least 1 training and 1 test image. "
+                f"Received: train={train}, test={test}"
+            )
+        test = len(self.x_test) if test is None else test
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train[:train],
+            y_train=self.y_train[:train],
+            x_test=self.x_test[:test],
+            y_test=self.y_test[:test],
+            verified=False,
+            name=f"{self.name}[:{min(train, len(self.x_train))}/{min(test, len(self.x_test))}]",
+        )
+
 
 @dataclass(frozen=True)
 class Split:

@@ -181,21 +181,32 @@ def _check_model_list(models: Iterable[str]) -> list[str]:
 def comparison_row(run, *, out=None) -> dict:
     """One row of a comparison for a trained or loaded run: its size, timings
     and scores; ``run_dir`` relative to ``out`` when given."""
-    info, metrics = run.info, run.metrics
     return {
         "model": run.config.model,
+        **_sizes_and_timings(run.info),
+        **_scores(run.metrics),
+        "run_dir": str(Path(run.path).relative_to(out) if out is not None else run.path),
+    }
+
+
+def _sizes_and_timings(info: dict) -> dict:
+    return {
         "params": int(info["params"]),
         "size_unit": info.get("size_unit", "parameters"),
         "model_bytes": info.get("model_bytes"),
         "train_seconds": float(info["train_seconds"]),
         "predict_seconds_per_10k": float(info["predict_seconds_per_10k"]),
+    }
+
+
+def _scores(metrics: dict) -> dict:
+    return {
         "accuracy": float(metrics["accuracy"]),
         "loss": float(metrics["loss"]),
         "ece": float(metrics["ece"]),
         "macro_f1": float(metrics["macro_f1"]),
         "eval_set": metrics["set"],
         "eval_size": int(metrics["size"]),
-        "run_dir": str(Path(run.path).relative_to(out) if out is not None else run.path),
     }
 
 
@@ -490,21 +501,11 @@ def execute_trial(config: TrainConfig, dataset: data_module.Dataset, *, keep_dir
         run = train(
             config, dataset, run_dir=run_dir, verbose=0, plots_enabled=False, log=io.StringIO()
         )
-    info, metrics = run.info, run.metrics
     return {
         "config": config.to_dict(),
-        "accuracy": float(metrics["accuracy"]),
-        "loss": float(metrics["loss"]),
-        "ece": float(metrics["ece"]),
-        "macro_f1": float(metrics["macro_f1"]),
-        "eval_set": metrics["set"],
-        "eval_size": int(metrics["size"]),
-        "params": int(info["params"]),
-        "size_unit": info.get("size_unit", "parameters"),
-        "model_bytes": info.get("model_bytes"),
-        "train_seconds": float(info["train_seconds"]),
-        "seconds_per_epoch": info.get("seconds_per_epoch"),
-        "predict_seconds_per_10k": float(info["predict_seconds_per_10k"]),
+        **_scores(run.metrics),
+        **_sizes_and_timings(run.info),
+        "seconds_per_epoch": run.info.get("seconds_per_epoch"),
         "history": {k: v for k, v in run.history.items() if k != "epoch_seconds"},
         "run_dir": str(run_dir) if keep_dir is not None else None,
         "host": socket.gethostname(),
