@@ -103,6 +103,7 @@ def test_compiled_programs_are_kept_between_runs(tmp_path):
             env=env,
             check=True,
         )
+        assert "compilation cache" not in out.stderr, out.stderr
         return json.loads(out.stdout)
 
     first = run("first", str(cache))
@@ -113,3 +114,6 @@ def test_compiled_programs_are_kept_between_runs(tmp_path):
     assert sorted(p.name for p in cache.iterdir()) == kept  # nothing new to compile
     run("off", "0")
     assert sorted(p.name for p in cache.iterdir()) == kept
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    assert run("unwritable", str(blocked / "cache"))["eval"] == first["eval"]

@@ -67,6 +67,12 @@ def _use_compilation_cache(backend: str) -> None:
     folder = compilation_cache_dir()
     if folder is None:
         return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # a read-only home: compile every time, as JAX does by default
+    if not os.access(folder, os.W_OK):
+        return
     import jax
 
     if jax.config.jax_compilation_cache_dir and folder != os.environ.get(

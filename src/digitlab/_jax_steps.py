@@ -98,6 +98,7 @@ def _train_function(model, rows, steps: int, batch_size: int):
     import jax
     import jax.numpy as jnp
 
+    @jax.jit
     def step(state, rows, indices):
         x, y = rows
         return model.train_step(state, (x[indices], y[indices]))
@@ -105,6 +106,7 @@ def _train_function(model, rows, steps: int, batch_size: int):
     def many(state, rows, indices, count):
         # An epoch's last call may hold fewer than ``steps`` full batches: the
         # padding rows of ``indices`` are skipped, so one compilation serves all.
+        # (``step`` is traced once: the scan's body reuses this trace.)
         logs_shape, _ = jax.eval_shape(step, state, rows, indices[0])
         logs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), logs_shape)
 
