@@ -18,6 +18,8 @@ CASES = {
     "bench_cnn.py": (["--quick", "--models", "cnn-fast,keras-io"], "final accuracy: cnn-fast"),
     "bench_predict.py": (["--calls", "30"], "ratio: batch 1024, cnn-fast"),
     "bench_compare.py": (["--quick", "--models", "mlp,logreg", "--out", "{tmp}"], "logreg"),
+    "bench_photos.py": (["--count", "20"], "gap:"),
+    "bench_http.py": (["--seconds", "0.5", "--clients", "1,4"], "JSON pixels    4 clients"),
 }
 
 
