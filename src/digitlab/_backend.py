@@ -39,8 +39,8 @@ def set_seed(seed: int) -> None:
 def compilation_cache_dir():
     """Where XLA's compiled programs are kept between runs, or None when off.
 
-    ``$DIGITLAB_COMPILATION_CACHE`` (``0`` for off), else JAX's own
-    ``$JAX_COMPILATION_CACHE_DIR``, else ``jax/`` in digitlab's cache folder.
+    ``$DIGITLAB_COMPILATION_CACHE`` (``0`` for off), else ``jax/`` in
+    digitlab's cache folder.
     """
     from pathlib import Path
 
@@ -49,8 +49,6 @@ def compilation_cache_dir():
         return None
     if chosen:
         return Path(chosen).expanduser()
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
     from digitlab.fetch import default_cache_dir
 
     return default_cache_dir() / "jax"
@@ -64,6 +62,10 @@ def _use_compilation_cache(backend: str) -> None:
     _configured = True
     if backend != "jax":
         return
+    import jax
+
+    if jax.config.jax_compilation_cache_dir and not os.environ.get(CACHE_VARIABLE):
+        return  # the user set JAX's own ($JAX_COMPILATION_CACHE_DIR or in code)
     folder = compilation_cache_dir()
     if folder is None:
         return
@@ -73,12 +75,6 @@ def _use_compilation_cache(backend: str) -> None:
         return  # a read-only home: compile every time, as JAX does by default
     if not os.access(folder, os.W_OK):
         return
-    import jax
-
-    if jax.config.jax_compilation_cache_dir and folder != os.environ.get(
-        "JAX_COMPILATION_CACHE_DIR"
-    ):
-        return  # the user's program set its own
     jax.config.update("jax_compilation_cache_dir", str(folder))
     # JAX's default (1 s) would skip every program of these small networks.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
