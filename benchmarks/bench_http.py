@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -26,16 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-
-def canvas_png() -> bytes:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (280, 280), "white")
-    draw = ImageDraw.Draw(image)
-    draw.line([(70, 60), (210, 60), (120, 240)], fill="black", width=20, joint="curve")
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
+from bench_predict import canvas_png  # the same drawn '7'
 
 
 def mnist_pixels() -> list[list[int]]:
