@@ -64,8 +64,9 @@ def fit(model, x, y, *, batch_size: int, steps_per_call: int = 32, **fit_kwargs)
         elif shuffle:
             np.random.permutation(len(x))
     rows = (jax.device_put(x), jax.device_put(y))
-    if fit_kwargs.get("validation_data") is not None:
-        # Copied once, not once per epoch.
+    if isinstance(fit_kwargs.get("validation_data"), (tuple, list)):
+        # Arrays are copied once, not once per epoch (a dataset object is
+        # left to Keras).
         fit_kwargs["validation_data"] = jax.device_put(tuple(fit_kwargs["validation_data"]))
     saved_steps = model.steps_per_execution
     model.steps_per_execution = steps_per_call
