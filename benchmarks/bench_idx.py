@@ -1,4 +1,4 @@
-"""Time reading the four MNIST .gz files: the tutorial's per-byte loops versus digitlab.idx.
+"""Time reading the four MNIST .gz files: the tutorial's per-byte loops versus digitlab.data.idx.
 
 Usage: python benchmarks/bench_idx.py [--data-dir DIR] [--repeats N] [--full-tutorial]
 
@@ -26,7 +26,7 @@ import zlib
 import numpy as np
 
 from _machine import cpu_name
-from digitlab.idx import read_idx
+from digitlab.data.idx import read_idx
 
 TEST_FILES = ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 TRAIN_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
@@ -154,7 +154,7 @@ def main(argv=None):
         f"({tutorial_all_cpu:.2f} s CPU) ({how})"
     )
     print(
-        f"digitlab.idx.read_idx, all four files: median {digitlab_wall:.3f} s wall "
+        f"digitlab.data.idx.read_idx, all four files: median {digitlab_wall:.3f} s wall "
         f"({digitlab_cpu:.3f} s CPU) over {args.repeats} runs"
     )
     print(

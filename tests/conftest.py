@@ -37,7 +37,7 @@ def pytest_configure(config):
     if SHARED_MNIST.is_dir():
         os.environ["DIGITLAB_DATA_DIR"] = str(SHARED_MNIST)
         return
-    from digitlab import fetch
+    from digitlab.data import fetch
 
     got = fetch.fetch_mnist(progress=False)
     os.environ["DIGITLAB_DATA_DIR"] = str(got.paths["train_images"].parent)
@@ -59,7 +59,7 @@ def small_mnist(mnist):
 
 def write_idx_dataset(folder: Path, *, n_train=60, n_test=20, shape=(8, 8), classes=3, seed=0):
     """Write a tiny synthetic dataset in the MNIST file layout; return the folder."""
-    from digitlab.idx import write_idx
+    from digitlab.data.idx import write_idx
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Test helpers for digitlab.fetch: a small synthetic MNIST with its own pins, and
+"""Test helpers for digitlab.data.fetch: a small synthetic MNIST with its own pins, and
 a loopback HTTP server that plays mirrors, good and bad."""
 
 import gzip
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab.fetch import MnistFile
+from digitlab.data.fetch import MnistFile
 
 NAMES = {
     "train_images": "train-images-idx3-ubyte",
@@ -24,7 +24,7 @@ NAMES = {
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    """IDX content of a uint8 array, written by hand (independent of digitlab.idx)."""
+    """IDX content of a uint8 array, written by hand (independent of digitlab.data.idx)."""
     header = struct.pack(f">BBBB{array.ndim}I", 0, 0, 0x08, array.ndim, *array.shape)
     return header + array.astype(np.uint8).tobytes()
 

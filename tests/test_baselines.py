@@ -168,7 +168,7 @@ def test_unknown_model_name_lists_keras_models_and_baselines(small_mnist):
 
 @pytest.mark.slow
 def test_cli_trains_evaluates_and_predicts_with_a_baseline(small_mnist, tmp_path):
-    from digitlab.idx import write_idx
+    from digitlab.data.idx import write_idx
 
     data_dir = tmp_path / "data"
     data_dir.mkdir()

@@ -606,7 +606,7 @@ def _by_key(trials):
 
 @pytest.mark.slow
 def test_ray_cluster_sweep_matches_the_local_sweep(ray_cluster, tmp_path, mnist):
-    from digitlab.idx import write_idx
+    from digitlab.data.idx import write_idx
 
     data_dir = tmp_path / "data"
     data_dir.mkdir()

