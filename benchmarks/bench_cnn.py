@@ -27,8 +27,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from digitlab import _backend, data
 from digitlab.config import TrainConfig
+from digitlab.inference import predict_proba
 from digitlab.models import build_model
-from digitlab.predict import predict_proba
 
 MODELS = ("cnn", "cnn-fast", "keras-io")
 DEFAULT_MODELS = ("cnn", "keras-io")

@@ -4,7 +4,8 @@ Trains each model (default: every registered one but the slow ``svm``) on the
 official split — 60,000 training images, scored on the 10,000 test images —
 and prints the comparison table (size, training seconds, prediction seconds
 per 10,000 images, accuracy, log-loss, ECE), then one line per model, after a
-header with the date, CPU, cores and library versions.  The run folders and
+header with the date, CPU, cores and library versions.  Training seconds
+exclude XLA compilation, which is shown beside them ("compile").  The run folders and
 ``compare.csv``/``compare.json``/``compare.png`` go to ``--out``.
 
     python benchmarks/bench_compare.py [--quick] [--models mlp,rf,...] [--epochs N]
@@ -36,9 +37,8 @@ def main() -> None:
 
     from digitlab import data, experiments
     from digitlab.runs import versions
-    from digitlab.training import model_names
 
-    models = args.models.split(",") if args.models else [m for m in model_names() if m != "svm"]
+    models = args.models.split(",") if args.models else experiments.default_models()
     dataset = data.load_dataset(progress=False)
     settings = {"split": args.split}
     if args.quick:
@@ -72,10 +72,11 @@ def main() -> None:
     print(result.table())
     print()
     for row in result.rows:
+        compiling = "–" if row["compile_seconds"] is None else f"{row['compile_seconds']:.1f}"
         print(
             f"{row['model']:<7} accuracy {row['accuracy']:.4f}  loss {row['loss']:.4f}  "
             f"ECE {row['ece']:.4f}  train {row['train_seconds']:7.1f} s  "
-            f"predict {row['predict_seconds_per_10k']:6.2f} s/10k  "
+            f"compile {compiling:>5} s  predict {row['predict_seconds_per_10k']:6.2f} s/10k  "
             f"size {row['params']:,} {row['size_unit']}  file {row['model_bytes'] / 1e6:.2f} MB"
         )
     print(f"\ntotal {total:.0f} s; results in {result.out}")

@@ -52,7 +52,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # after choosing the backend
 import numpy as np
 
-from digitlab.models import Augmentation, MaxPool2x2
+from digitlab.layers import Augmentation, MaxPool2x2
 
 TRAIN_IMAGES = 60_000
 VARIANTS = (

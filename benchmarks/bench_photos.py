@@ -3,7 +3,7 @@
 Takes ``--count`` random MNIST test digits and compares the run's accuracy on
 
 1. the raw 28x28 digits, straight into the model, and
-2. simulated phone photos of the same digits (``digitlab.images.render_photo``:
+2. simulated phone photos of the same digits (``digitlab.inference.images.render_photo``:
    JPEG, random size, place, rotation, blur, ink, paper texture, lighting,
    colour cast and noise) read through the whole pipeline that ``digitlab
    predict`` and the server use (``read_image``: decode, find the ink, crop,
@@ -37,8 +37,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from digitlab.data import load_dataset, scale
-    from digitlab.images import render_photo
-    from digitlab.predict import Predictor, read_image
+    from digitlab.inference import Predictor, read_image
+    from digitlab.inference.images import render_photo
+    from digitlab.runs import load_run
 
     dataset = load_dataset(progress=False)
     run_dir = args.run
@@ -55,7 +56,7 @@ def main() -> int:
             verbose=0,
             plots_enabled=False,
         )
-    predictor = Predictor.load(run_dir)
+    predictor = Predictor(load_run(run_dir))
 
     rng = np.random.default_rng(args.seed)
     indices = rng.choice(

@@ -3,8 +3,8 @@
 Single-image latency (median and p99 over ``--calls`` calls) of
 
 1. ``model.predict`` (Keras' general entry point: callbacks, a data adapter),
-2. ``model.predict_on_batch`` (what ``digitlab.predict.predict_proba`` uses),
-3. ``digitlab.predict.Predictor`` (a compiled predict function, warmed up),
+2. ``model.predict_on_batch`` (what ``digitlab.inference.predict_proba`` uses),
+3. ``digitlab.inference.Predictor`` (a compiled predict function, warmed up),
 4. ``read_image`` on a 280x280 canvas PNG (decode, find the ink, normalise, predict),
 
 then batch throughput (images/s) on the 10,000 test images at batch 1024 for
@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from digitlab.data import load_dataset, scale
-    from digitlab.predict import Predictor, predict_proba, read_image
+    from digitlab.inference import Predictor, predict_proba, read_image
     from digitlab.runs import load_run
 
     dataset = load_dataset(progress=False)
@@ -160,8 +160,8 @@ def convnet_throughput(x_test) -> dict[str, tuple[float, float]]:
     """Batch throughput of the convnets.  Their weights do not change the speed,
     so the models are built, not trained."""
     from digitlab.config import TrainConfig
+    from digitlab.inference import Predictor
     from digitlab.models import build_model
-    from digitlab.predict import Predictor
 
     rates = {}
     for name in ("cnn", "cnn-fast"):

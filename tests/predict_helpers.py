@@ -20,6 +20,7 @@ RESULT_FIELDS = {
     "file",
     "status",
     "digit",
+    "class_name",
     "probability",
     "top3",
     "probabilities",

@@ -6,18 +6,20 @@ import os
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import skops.io
 
-from digitlab import baselines
 from digitlab.config import TrainConfig
 from digitlab.data import split
 from digitlab.errors import ConfigError, RunError
-from digitlab.predict import Predictor
+from digitlab.inference import Predictor, SklearnClassifier
+from digitlab.models import baselines
+from digitlab.models import names as model_names
 from digitlab.runs import load_run
-from digitlab.training import model_names, train
+from digitlab.training import train
 
 BASELINE_FILES = {
     "model.skops",
@@ -70,7 +72,8 @@ def test_baseline_loads_and_predicts_exactly_like_the_trained_model(baseline_run
     x = split(small_mnist, "tutorial", seed=5, validation_size=1000).x_eval[:300]
     loaded = load_run(baseline_run.path)
     assert loaded.config == baseline_run.config
-    assert isinstance(loaded.model, baselines.FlatClassifier)
+    assert isinstance(loaded.classifier, SklearnClassifier)
+    assert type(loaded.model).__name__ == loaded.info.baseline["estimator"]
     probs = loaded.predict_proba(x)
     assert probs.shape == (300, 10) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -110,12 +113,17 @@ def test_classes_missing_from_training_get_a_zero_column():
     rng = np.random.default_rng(0)
     x = rng.random((60, 4, 4), dtype=np.float32)
     labels = np.arange(60) % 3  # classes 0..2 of 5
-    fitted = baselines.fit_baseline(TrainConfig(model="gnb"), x, labels, num_classes=5)
-    probs = fitted.model.predict_proba(x[:7])
+    parts = SimpleNamespace(x_train=x, labels_train=labels)
+    names = [str(k) for k in range(5)]
+    fitted = baselines.fit_baseline(
+        TrainConfig(model="gnb"), parts, class_names=names, image_shape=(4, 4)
+    )
+    classifier = SklearnClassifier(fitted.model, class_names=names, image_shape=(4, 4))
+    probs = classifier.predict_proba(x[:7])
     assert probs.shape == (7, 5)
     assert np.all(probs[:, 3:] == 0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert fitted.model.predict_proba(x[:0]).shape == (0, 5)
+    assert classifier.predict_proba(x[:0]).shape == (0, 5)
 
 
 def _copy_run(run, tmp_path):

@@ -13,10 +13,13 @@ import pytest
 
 from digitlab import cli
 from digitlab._backend import keras
-from digitlab.config import MODEL_DEFAULTS, TrainConfig
+from digitlab.cli import commands
+from digitlab.config import TrainConfig
 from digitlab.data import split
 from digitlab.errors import ConfigError
-from digitlab.models import Augmentation, MaxPool2x2, build_model, make_optimizer
+from digitlab.layers import Augmentation, MaxPool2x2
+from digitlab.models import defaults_for
+from digitlab.models.networks import build_model, make_optimizer
 from digitlab.runs import load_run
 from digitlab.training import train
 
@@ -93,7 +96,7 @@ def test_maxpool2x2_equals_keras_max_pooling():
 def test_cnn_run_saves_the_resolved_config_and_loads_identically(tiny_cnn_run, tiny_mnist):
     config = json.loads((tiny_cnn_run.path / "config.json").read_text())
     assert config["model"] == "cnn"
-    for field, value in MODEL_DEFAULTS["cnn"].items():
+    for field, value in defaults_for("cnn").items():
         if field != "epochs":
             assert config[field] == (list(value) if isinstance(value, tuple) else value)
     assert tiny_cnn_run.params == CNN_PARAMS
@@ -168,11 +171,13 @@ def test_for_model_applies_model_defaults_under_explicit_fields():
 
 def test_cli_resolves_model_defaults_and_keeps_the_tutorial():
     parser = cli.build_parser()
-    assert cli._train_config(parser.parse_args(["train"])) == TrainConfig()
-    cnn = cli._train_config(parser.parse_args(["train", "--model", "cnn", "--split", "official"]))
+    assert commands._train_config(parser.parse_args(["train"])) == TrainConfig()
+    cnn = commands._train_config(
+        parser.parse_args(["train", "--model", "cnn", "--split", "official"])
+    )
     assert cnn == TrainConfig.for_model("cnn", split="official")
     args = ["train", "--model", "cnn", "--no-augment", "--epochs", "3", "--early-stopping", "2"]
-    custom = cli._train_config(parser.parse_args(args))
+    custom = commands._train_config(parser.parse_args(args))
     assert (custom.augment, custom.epochs, custom.early_stopping) == (False, 3, 2)
     assert custom.optimizer == "adam"
 

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import write_idx_dataset
 from digitlab import data
-from digitlab.errors import ConfigError, DataError
 from digitlab.data.idx import write_idx
+from digitlab.errors import ConfigError, DataError
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 

@@ -13,15 +13,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from conftest import write_idx_dataset
-from digitlab import experiments
+from digitlab import experiments, runs
 from digitlab.cli import main
 from digitlab.config import TrainConfig
 from digitlab.data import load_dataset
 from digitlab.errors import ConfigError
+from digitlab.experiments.records import trial_record
+from digitlab.runs import load_run
 
 #: A trial on the synthetic 8x8 dataset: 40 images train, 20 validate.
 TINY = TrainConfig(epochs=2, optimizer="adam", validation_size=20, batch_size=16)
@@ -115,28 +118,35 @@ def test_set_values_are_converted_to_the_field_type():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("neurons=64", r"expected a field of model, hidden, .*Received: 'neurons'"),
-        ("epochs=ten", r"--set epochs: expected an integer. Received: 'ten'"),
-        ("dropout_rate=0.1,lots", r"--set dropout_rate: expected a number"),
-        ("hidden=64+x", r"--set hidden: expected integers joined by \+"),
-        ("epochs=", r"--set epochs: expected comma-separated values"),
-        ("epochs=1,,2", r"--set epochs: expected comma-separated values"),
-        ("epochs", r"--set: expected FIELD=VALUE"),
-        ("augment=maybe", r"--set augment: expected true or false. Received: 'maybe'"),
+        ("neurons=64", r"^assignments: expected a field of model, hidden, .*Received: 'neurons'"),
+        ("epochs=ten", r"^assignments: epochs: expected an integer. Received: 'ten'"),
+        ("dropout_rate=0.1,lots", r"^assignments: dropout_rate: expected a number"),
+        ("hidden=64+x", r"^assignments: hidden: expected integers joined by \+"),
+        ("epochs=", r"^assignments: epochs: expected comma-separated values"),
+        ("epochs=1,,2", r"^assignments: epochs: expected comma-separated values"),
+        ("epochs", r"^assignments: expected FIELD=VALUE"),
+        ("augment=maybe", r"^assignments: augment: expected true or false. Received: 'maybe'"),
     ],
 )
-def test_bad_set_is_a_config_error(text, message):
+def test_bad_assignment_is_a_config_error_naming_the_field(text, message):
     with pytest.raises(ConfigError, match=message):
         experiments.parse_assignment(text)
 
 
-def test_conflicting_axes_are_config_errors():
-    with pytest.raises(ConfigError, match="either --hidden/--layers or --set hidden"):
-        experiments.build_grid(hidden=[8], assignments=[("hidden", [(8,)])])
-    with pytest.raises(ConfigError, match="either --seeds or --set seed"):
-        experiments.build_grid(seeds=2, assignments=[("seed", [1])])
-    with pytest.raises(ConfigError, match="each field once"):
-        experiments.build_grid(assignments=[("epochs", [1]), ("epochs", [2])])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hidden": [8], "assignments": [("hidden", [(8,)])]}, "^assignments: expected either "),
+        ({"seeds": 2, "assignments": [("seed", [1])]}, "^assignments: expected either seeds "),
+        ({"assignments": [("epochs", [1]), ("epochs", [2])]}, "^assignments: .* each field once"),
+        ({"hidden": [8, 0]}, r"^hidden: expected positive integers. Received: 0"),
+        ({"layers": [True]}, r"^layers: expected positive integers. Received: True"),
+        ({"seeds": 0}, r"^seeds: expected a positive integer. Received: 0"),
+    ],
+)
+def test_bad_grid_axes_are_config_errors_naming_the_argument(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        experiments.build_grid(**kwargs)
 
 
 def test_invalid_grid_values_fail_before_any_training():
@@ -166,6 +176,66 @@ def test_data_fingerprint_tells_a_slice_from_the_whole(tiny):
     part = tiny.head(50)
     assert experiments.data_fingerprint(tiny) == experiments.data_fingerprint(tiny)
     assert experiments.data_fingerprint(part) != experiments.data_fingerprint(tiny)
+
+
+# --------------------------------------------------------------------------- resuming old folders
+
+#: What digitlab 0.1's experiments.py computed: a sweep folder it wrote must still resume.
+DEFAULT_CONFIG_KEY = "a2a11ecd404df072"  # trial_key(TrainConfig(), "abc")
+TINY_FINGERPRINT = "de4b724fcdf7186107f88ac0f67e7a63e6cb9c2b1623f1173b3edfcb3a5124ea"
+#: trials/<key>.json of TrainConfig(model="gnb", validation_size=20, seed=0) on the tiny data,
+#: as digitlab 0.1 wrote it (before compile_seconds).
+OLD_TRIAL = {
+    "key": "08b61b74c7f0f600",
+    "data_fingerprint": TINY_FINGERPRINT,
+    "config": {
+        **TrainConfig(model="gnb", validation_size=20, seed=0).to_dict(),
+    },
+    "accuracy": 1.0,
+    "loss": -0.0,
+    "ece": 0.0,
+    "macro_f1": 1.0,
+    "eval_set": "validation",
+    "eval_size": 20,
+    "params": 387,
+    "size_unit": "parameters",
+    "model_bytes": 3119,
+    "train_seconds": 0.010855286999969849,
+    "predict_seconds_per_10k": 0.805079999992131,
+    "seconds_per_epoch": None,
+    "history": {},
+    "run_dir": None,
+    "host": "vm",
+    "pid": 5804,
+    "finished": "2026-12-01T10:23:00+00:00",
+}
+
+
+def test_trial_keys_and_fingerprints_are_those_existing_folders_use(tiny):
+    assert experiments.trial_key(TrainConfig(), "abc") == DEFAULT_CONFIG_KEY
+    assert experiments.data_fingerprint(tiny) == TINY_FINGERPRINT
+    config = TrainConfig(model="gnb", validation_size=20, seed=0)
+    assert experiments.trial_key(config, TINY_FINGERPRINT) == OLD_TRIAL["key"]
+
+
+def test_a_sweep_folder_written_before_compile_seconds_resumes(tiny, tmp_path):
+    out = tmp_path / "old-sweep"
+    (out / "trials").mkdir(parents=True)
+    old = out / "trials" / f"{OLD_TRIAL['key']}.json"
+    old.write_text(json.dumps(OLD_TRIAL, indent=2) + "\n")
+    stamp = old.stat().st_mtime_ns
+    configs = [TrainConfig(model="gnb", validation_size=20, seed=seed) for seed in (0, 1)]
+    log = io.StringIO()
+    result = experiments.run_sweep(configs, out=out, dataset=tiny, log=log)
+    assert result.skipped == 1 and not result.failed
+    assert "skipping 1 already finished; running 1 in this process" in log.getvalue()
+    assert old.stat().st_mtime_ns == stamp and result.trials[0] == OLD_TRIAL
+    assert "compile_seconds" in result.trials[1]
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["key"] == OLD_TRIAL["key"] and rows[0]["compile_seconds"] == ""
+    assert float(rows[0]["train_seconds"]) == OLD_TRIAL["train_seconds"]
+    assert result.summary[0]["seeds"] == 2
 
 
 # --------------------------------------------------------------------------- statistics
@@ -206,6 +276,116 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     assert two["accuracy_std"] == 0.0 and two["params"] == 2000
     table = experiments.format_sweep_table(rows, ["hidden", "seed"])
     assert "| (64) | 3 | 1,000 | 0.9200 ± 0.0200 |" in table
+
+
+# --------------------------------------------------------------------------- timings and plots
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+METRICS = {"accuracy": 0.9, "loss": 0.3, "ece": 0.02, "macro_f1": 0.89, "set": "test", "size": 50}
+
+
+def _run(**timings):
+    """A run as digitlab.training returns it, with these ``run.json`` timings."""
+    info = {"params": 1000, "model_bytes": 20_000, "predict_seconds_per_10k": 0.4}
+    info.update(seconds_per_epoch=0.5, data={"class_names": ["0", "1"], "image_shape": [8, 8]})
+    history = {"loss": [0.5, 0.3], "accuracy": [0.8, 0.9], "epoch_seconds": [3.0, 0.5]}
+    return SimpleNamespace(
+        config=TrainConfig(hidden=(32,)),
+        path=Path("/r/c/mlp"),
+        info=runs.RunInfo.from_dict({**info, **timings}),
+        metrics=runs.Metrics.from_dict(METRICS),
+        history=runs.History.from_dict(history),
+    )
+
+
+def test_training_seconds_exclude_compilation():
+    run = _run(train_seconds=10.4, compile_seconds=8.3)
+    row = experiments.comparison_row(run, out=Path("/r/c"))
+    assert row["train_seconds"] == pytest.approx(2.1) and row["compile_seconds"] == 8.3
+    assert row["run_dir"] == "mlp" and row["eval_set"] == "test" and row["macro_f1"] == 0.89
+    assert list(row)[4:7] == ["train_seconds", "compile_seconds", "predict_seconds_per_10k"]
+    record = trial_record(run)
+    assert record["train_seconds"] == pytest.approx(2.1) and record["compile_seconds"] == 8.3
+    assert record["history"] == {"loss": [0.5, 0.3], "accuracy": [0.8, 0.9]}  # no epoch_seconds
+    assert record["seconds_per_epoch"] == 0.5 and record["config"]["hidden"] == [32]
+    assert "compile_seconds" not in experiments.comparable(record)
+    table = experiments.format_compare_table([row])
+    assert "| mlp | 1,000 | 20 kB | 2.1 | 8.3 | 0.40 | 0.9000 |" in table
+
+
+def test_a_run_without_compile_seconds_reports_its_whole_fit():
+    run = load_run(FIXTURES / "mlp-0.1.0")  # digitlab 0.1.0 did not measure compilation
+    row = experiments.comparison_row(run)
+    assert row["compile_seconds"] is None
+    assert row["train_seconds"] == json.loads((run.path / "run.json").read_text())["train_seconds"]
+    assert f"| {row['train_seconds']:.1f} | – |" in experiments.format_compare_table([row])
+    noisy = experiments.comparison_row(_run(train_seconds=1.0, compile_seconds=1.2))
+    assert noisy["train_seconds"] == 0.0  # two clocks a little apart never give negative time
+
+
+def test_summary_and_table_keep_compile_seconds_apart():
+    trials = [
+        {**_record((64,), 0, 0.90, 2.0), "compile_seconds": 8.0},
+        {**_record((64,), 1, 0.92, 4.0), "compile_seconds": 0.5},
+        _record((64,), 2, 0.94, 3.0),  # recorded before compile seconds were measured
+        _record((128,), 0, 0.95, 5.0),
+    ]
+    one, two = experiments.summarize(trials, ["hidden", "seed"])
+    assert one["train_seconds_mean"] == pytest.approx(3.0)
+    assert one["compile_seconds_mean"] == pytest.approx(4.25)
+    assert two["compile_seconds_mean"] is None and two["compile_seconds_std"] is None
+    table = experiments.format_sweep_table([one, two], ["hidden", "seed"])
+    assert table.splitlines()[0].endswith("| train s | compile s |")
+    assert table.splitlines()[2].endswith("| 3.0 ± 1.0 | 4.2 ± 5.3 |")
+    assert table.splitlines()[3].endswith("| 5.0 | – |")
+
+
+def _lines(ax):
+    """Each error-bar series of ``ax``: (label, x values, line style)."""
+    return [
+        (c.get_label(), list(c.lines[0].get_xdata()), c.lines[0].get_linestyle())
+        for c in ax.containers
+    ]
+
+
+def test_one_width_is_drawn_as_points_and_labels_count_layers_and_seeds():
+    import matplotlib.pyplot as plt
+
+    trials = [_record((128,) * depth, 0, 0.9 + depth / 100, float(depth)) for depth in (1, 2)]
+    summary = experiments.summarize(trials, ["hidden"])
+    figures = experiments.plot_sweep(summary, ["hidden"])
+    try:
+        (ax,) = figures["accuracy_vs_neurons.png"].axes
+        series = _lines(ax)
+        assert [label for label, _, _ in series] == ["1 layer", "2 layers"]
+        assert all(style == "None" for _, _, style in series)  # points, not a trend
+        (x1,), (x2,) = (x for _, x, _ in series)
+        assert x1 < 128 < x2  # side by side around the one width
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["128"]
+        assert ax.get_ylabel() == "accuracy (1 seed)"
+        ax_layers, ax_neurons = figures["training_time.png"].axes
+        assert [(label, style) for label, _, style in _lines(ax_layers)] == [("128 neurons", "-")]
+        assert ax_layers.get_ylabel() == "training seconds\n(without compilation; 1 seed)"
+        assert all(style == "None" for _, _, style in _lines(ax_neurons))
+    finally:
+        for fig in figures.values():
+            plt.close(fig)
+
+
+def test_several_widths_are_lines_with_spread_over_seeds():
+    import matplotlib.pyplot as plt
+
+    trials = [_record((width,), seed, 0.9, 1.0) for width in (32, 64) for seed in (0, 1, 2)]
+    summary = experiments.summarize(trials, ["hidden", "seed"])
+    figures = experiments.plot_sweep(summary, ["hidden", "seed"])
+    try:
+        (ax,) = figures["accuracy_vs_neurons.png"].axes
+        assert _lines(ax) == [("1 layer", [32, 64], "-")]
+        assert ax.get_ylabel() == "accuracy (mean ± std over 3 seeds)"
+        assert ax.get_xscale() == "log"
+    finally:
+        for fig in figures.values():
+            plt.close(fig)
 
 
 # --------------------------------------------------------------------------- sweep runs
@@ -337,9 +517,9 @@ def test_cli_sweep_json_summary(tiny_dir, tmp_path):
     ("args", "message"),
     [
         (["--set", "neurons=1,2"], "digitlab: error: --set: expected a field of model"),
-        (["--set", "epochs=x"], "digitlab: error: --set epochs: expected an integer"),
+        (["--set", "epochs=x"], "digitlab: error: --set: epochs: expected an integer"),
         (["--set", "optimizer=lion"], "digitlab: error: optimizer: expected one of"),
-        (["--model", "xgboost"], "digitlab: error: model: expected one of"),
+        (["--model", "xgboost"], "digitlab: error: --model: expected one of"),
         (["--hidden", "0"], "digitlab sweep: error: argument --hidden: expected comma-sep"),
     ],
 )
@@ -392,7 +572,7 @@ def test_worker_processes_compute_what_this_process_computes(tiny, tmp_path):
     here = experiments.run_sweep(configs, out=tmp_path / "here", dataset=tiny, log=io.StringIO())
     log = io.StringIO()
     pool = experiments.run_sweep(configs, out=tmp_path / "pool", dataset=tiny, workers=2, log=log)
-    assert "running 4 in 2 worker process(es)" in log.getvalue()
+    assert "running 4 in 2 worker processes" in log.getvalue()
     assert len({t["pid"] for t in pool.trials} - {os.getpid()}) == 2
     assert _by_key(pool.trials) == _by_key(here.trials)
 
@@ -418,7 +598,9 @@ def test_cli_compare_writes_table_csv_json_and_chart(tiny_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     out = tmp_path / "cmp2"
     table = [line for line in done.stdout.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| model | params / size | model file | train s | predict s/10k")
+    assert table[0].startswith(
+        "| model | params / size | model file | train s | compile s | predict s/10k"
+    )
     assert [line.split("|")[1].strip() for line in table[2:]] == ["mlp", "gnb", "bnb"]
     assert {p.name for p in out.iterdir()} == {
         "mlp",
@@ -456,7 +638,7 @@ def test_compare_in_process_returns_rows(tiny, tmp_path):
 @pytest.mark.parametrize(
     ("models", "message"),
     [
-        ("mlp,nope", r"--models: expected names from .*mlp, rf, logreg.*Received: nope"),
+        ("mlp,nope", r"--models: expected names from mlp, .*rf, logreg.*Received: nope"),
         ("gnb,gnb", r"--models: expected each model once"),
     ],
 )
@@ -475,6 +657,44 @@ def test_cli_compare_bad_model_list_is_one_line(models, message, tiny_dir, tmp_p
     assert len(lines) == 1 and lines[0].startswith("digitlab: error: --models")
     assert re.search(message, lines[0])
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        ([" ", ""], r"^models: expected at least one model name. Received none"),
+        (["mlp", "nope"], r"^models: expected names from .*mlp.*Received: nope"),
+        (["gnb", "gnb"], r"^models: expected each model once. Received gnb twice"),
+    ],
+)
+def test_compare_errors_name_the_argument(models, message, tiny, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        experiments.compare(models, dataset=tiny, out=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_compare_defaults_to_every_model_but_svm():
+    from digitlab.models import names as model_names
+
+    assert experiments.default_models() == [name for name in model_names() if name != "svm"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"workers": 0}, r"^workers: expected a positive integer. Received: 0"),
+        ({"ray_address": "nowhere"}, r"^ray_address: expected HOST:PORT or auto"),
+    ],
+)
+def test_sweep_errors_name_the_argument(kwargs, message, tiny, tmp_path):
+    configs = [TrainConfig(model="gnb", validation_size=20)]
+    with pytest.raises(ConfigError, match=message):
+        experiments.run_sweep(
+            configs, out=tmp_path / "s", dataset=tiny, log=io.StringIO(), **kwargs
+        )
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"^out: expected a folder for the sweep"):
+        experiments.run_sweep(configs, out=tmp_path / "file", dataset=tiny, log=io.StringIO())
 
 
 def test_compare_refuses_a_folder_with_files(tiny, tmp_path):

@@ -1,6 +1,7 @@
 """Tests of digitlab.data.fetch: named folders, the cache, mirrors (served from
 127.0.0.1), the PyPI wheel route and the restricted unpickler."""
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -15,7 +16,6 @@ import numpy as np
 import pytest
 
 import digitlab.data.fetch
-from digitlab.errors import DataError, FetchError
 from digitlab.data.fetch import (
     MIRRORS,
     MNIST_FILES,
@@ -23,9 +23,12 @@ from digitlab.data.fetch import (
     WheelSource,
     _unpickle_splits,
     default_cache_dir,
+    fetch_dataset,
     fetch_mnist,
     find_idx_files,
 )
+from digitlab.data.registry import FASHION_MNIST
+from digitlab.errors import DataError, FetchError
 from fetch_server import NAMES, MirrorServer, SyntheticMnist, python2_pickle, write_wheel
 
 KEYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -305,6 +308,78 @@ def test_fetch_all_sources_failing_lists_each(
     assert "--data-dir FOLDER or set DIGITLAB_DATA_DIR=FOLDER" in message
     assert MIRRORS[0] in message
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".lock"]
+
+
+# ------------------------------------------------------------------ Fashion-MNIST
+
+
+def synthetic_fashion(synthetic, mirrors, local_folders=()):
+    """Fashion-MNIST's dataset entry with the synthetic pins and loopback mirrors."""
+    return dataclasses.replace(
+        FASHION_MNIST, files=synthetic.files, mirrors=mirrors, local_folders=local_folders
+    )
+
+
+def test_fetch_fashion_from_a_good_mirror_into_its_own_cache_folder(
+    synthetic, server, tmp_path, no_env_data_dir, monkeypatch
+):
+    monkeypatch.setenv("DIGITLAB_HOME", str(tmp_path / "home"))
+    spec = synthetic_fashion(synthetic, (server.url("good"),))
+    got = fetch_dataset(spec, progress=False)
+    cache = tmp_path / "home" / "fashion-mnist"
+    assert got.name == "fashion-mnist" and got.buffers == synthetic.raw
+    assert got.source == f"mirror {server.url('good')}"
+    assert got.paths["train_images"] == cache / "train-images-idx3-ubyte.gz"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [".lock", *(NAMES[key] + ".gz" for key in KEYS)]
+    )
+    assert not (tmp_path / "home" / "mnist").exists()
+    again = fetch_dataset(spec, download=False, progress=False)
+    assert again.source == f"cache {cache}" and again.buffers == synthetic.raw
+
+
+def test_fetch_fashion_falls_through_a_bad_mirror_and_has_no_wheel_route(
+    synthetic, server, tmp_path, no_env_data_dir
+):
+    bad = (server.url("wrong"), server.url("truncated"))
+    spec = synthetic_fashion(synthetic, (*bad, server.url("good")))
+    got = fetch_dataset(spec, cache_dir=tmp_path / "cache", progress=False)
+    assert got.source == f"mirror {server.url('good')}" and got.buffers == synthetic.raw
+    for kind in ("wrong", "truncated"):
+        assert sum(request.startswith(f"/{kind}/") for request in server.requests) == 1
+    with pytest.raises(FetchError) as caught:
+        fetch_dataset(
+            synthetic_fashion(synthetic, bad), cache_dir=tmp_path / "other", progress=False
+        )
+    message = str(caught.value)
+    assert message.startswith("could not get Fashion-MNIST train-images-idx3-ubyte")
+    assert f"mirror {bad[0]} (wrong bytes" in message
+    assert f"mirror {bad[1]} (download cut short)" in message
+    assert "PyPI" not in message and "\n" not in message
+    assert FASHION_MNIST.mirrors[0] in message  # the official mirror, for doing it by hand
+    assert "install the package dataset-fashion-mnist" in message
+
+
+def test_fetch_fashion_reads_a_system_folder_before_the_network(
+    synthetic, server, tmp_path, no_env_data_dir
+):
+    system = tmp_path / "usr-share"
+    system.mkdir()
+    for key in KEYS:
+        (system / (NAMES[key] + ".gz")).write_bytes(synthetic.gz[key])
+    (system / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\x01x"))
+    spec = synthetic_fashion(synthetic, (server.url("good"),), local_folders=(str(system),))
+    cache = tmp_path / "cache"
+    got = fetch_dataset(spec, cache_dir=cache, progress=False)
+    assert got.buffers == synthetic.raw
+    assert got.paths["train_images"] == system / "train-images-idx3-ubyte.gz"  # in place
+    assert got.paths["test_labels"] == cache / "t10k-labels-idx1-ubyte.gz"
+    assert got.source == f"system folder {system} + mirror {server.url('good')}"
+    assert server.requests == ["/good/t10k-labels-idx1-ubyte.gz"]  # only what was missing
+    # The system folder is never written to, even where its file is bad.
+    assert (system / "t10k-labels-idx1-ubyte.gz").read_bytes() != synthetic.gz["test_labels"]
+    with pytest.raises(FetchError, match=r"nor .*usr-share\) lacks good copies of t10k-labels"):
+        fetch_dataset(spec, cache_dir=tmp_path / "empty", download=False)
 
 
 # ----------------------------------------------------------------- the PyPI wheel route

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from digitlab import _jax_steps
 from digitlab._backend import keras, set_seed
 from digitlab.config import TrainConfig
 from digitlab.data import split
+from digitlab.models import _jax_fit as _jax_steps
 from digitlab.models import build_model
 
 pytestmark = pytest.mark.skipif(

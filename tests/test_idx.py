@@ -1,4 +1,5 @@
-"""Tests for digitlab.data.idx: round-trips, sniffing, malformed input, gzip bombs, atomic writes."""
+"""Tests for digitlab.data.idx: round-trips, sniffing, malformed input, gzip bombs, atomic
+writes."""
 
 import bz2
 import gzip
@@ -13,8 +14,8 @@ import zlib
 import numpy as np
 import pytest
 
-from digitlab.errors import DataError
 from digitlab.data.idx import IdxError, load_bytes, parse_idx, read_idx, write_idx
+from digitlab.errors import DataError
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 TYPE_CODES = dict(zip(DTYPES, [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E], strict=True))

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from digitlab.errors import ConfigError, ImageError
-from digitlab.images import (
+from digitlab.inference.images import (
     MAX_IMAGE_PIXELS,
     Prepared,
     load_image,

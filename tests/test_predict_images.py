@@ -12,7 +12,7 @@ from PIL import Image
 
 from digitlab.cli import main
 from digitlab.errors import ConfigError, ImageError
-from digitlab.predict import Predictor, check_pixels, decode_data_url, read_image
+from digitlab.inference import Predictor, check_pixels, decode_data_url, read_image
 from digitlab.runs import load_run
 from predict_helpers import (
     RESULT_FIELDS,
@@ -32,7 +32,7 @@ def run_dir(mnist, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def predictor(run_dir):
-    return Predictor.load(run_dir)
+    return Predictor(load_run(run_dir))
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +123,7 @@ def test_read_image_transparent_canvas_export(predictor, mnist, good):
 
 
 def test_read_image_jpeg_photo(predictor, mnist, good):
-    from digitlab.images import render_photo
+    from digitlab.inference.images import render_photo
 
     index = good[2]
     photo = render_photo(mnist.x_test[index], rng=np.random.default_rng(3))
@@ -334,7 +334,7 @@ def test_cli_predict_index_still_works(run_dir, capsys):
 def test_photo_accuracy_close_to_raw_accuracy(predictor, mnist):
     """300 test digits: rendered as phone photos and read through the whole
     pipeline, accuracy stays within a few points of the raw 28x28 digits."""
-    from digitlab.images import render_photo
+    from digitlab.inference.images import render_photo
 
     rng = np.random.default_rng(2024)
     indices = rng.choice(len(mnist.x_test), size=300, replace=False)

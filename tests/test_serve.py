@@ -349,7 +349,7 @@ def test_docs_are_served_offline(http):
 def test_overload_is_shed_with_503(run_dir, mnist, tmp_path):
     """One slot, no queue, a burst of 24 simultaneous photos: the surplus gets an
     immediate 503 with Retry-After while the admitted ones are still running."""
-    from digitlab.images import render_photo
+    from digitlab.inference.images import render_photo
 
     photo = render_photo(mnist.x_test[0], rng=np.random.default_rng(0), size=(960, 1280))
     args = ("--quiet", "--max-concurrency", "1", "--max-queue", "0")

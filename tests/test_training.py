@@ -78,6 +78,10 @@ def test_load_run_errors(tmp_path, tiny_run):
     with pytest.raises(RunError, match="expected a model file model.keras"):
         load_run(empty)
     (empty / "model.keras").write_bytes(b"not a zip archive")
+    with pytest.raises(RunError, match="expected run.json in the run folder"):
+        load_run(empty)
+    for name in ("run.json", "metrics.json"):
+        (empty / name).write_bytes((tiny_run.path / name).read_bytes())
     with pytest.raises(RunError, match="model.keras: expected a Keras model archive"):
         load_run(empty)
     (empty / "config.json").write_text("{broken")

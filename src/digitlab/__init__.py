@@ -2,7 +2,7 @@
 
 >>> import digitlab
 >>> run = digitlab.train()                       # the tutorial, exactly
->>> run.metrics["accuracy"]                      # ~0.93 on the 15,000 held-out images
+>>> run.metrics.accuracy                         # ~0.93 on the 15,000 held-out images
 >>> run = digitlab.load_run(run.path)            # everything predict/evaluate/serve need
 
 Keras runs on the JAX backend unless ``KERAS_BACKEND`` says otherwise.  The
@@ -33,6 +33,7 @@ _LAZY = {
     "load_idx_folder": "digitlab.data",
     "load_dataset": "digitlab.data",
     "split": "digitlab.data",
+    "DATASETS": "digitlab.data",
     "read_idx": "digitlab.data.idx",
     "write_idx": "digitlab.data.idx",
     "build_model": "digitlab.models",
@@ -41,6 +42,9 @@ _LAZY = {
     "Evaluation": "digitlab.evaluation",
     "load_run": "digitlab.runs",
     "Run": "digitlab.runs",
+    "ModelKind": "digitlab.models",
+    "TrainResult": "digitlab.models",
+    "register_model": "digitlab.models",
 }
 
 __all__ = [

@@ -20,30 +20,6 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linear")
 LR_SCHEDULES = ("constant", "cosine")
 
-# Per-model defaults that differ from the tutorial's.  TrainConfig.for_model
-# applies them under whatever the caller sets, and the CLI builds its config
-# with it, so `digitlab train --model cnn` trains the CNN its own way and the
-# config saved with the run is the resolved one.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cnn": {
-        "optimizer": "adam",
-        "learning_rate": 0.002,
-        "lr_schedule": "cosine",
-        "epochs": 15,
-        "dropout_rate": 0.3,
-        "label_smoothing": 0.1,
-        "augment": True,
-    },
-    "cnn-fast": {
-        "optimizer": "adam",
-        "learning_rate": 0.002,
-        "lr_schedule": "cosine",
-        "epochs": 1,
-        "batch_size": 32,
-    },
-}
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides what a training run computes.
@@ -70,6 +46,9 @@ class TrainConfig:
     augment: bool = False
     early_stopping: int = 0
     restore_best: bool = False
+    #: A known dataset's name (``mnist``, ``fashion-mnist``); None: MNIST, or
+    #: whatever the data folder holds.
+    dataset: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -99,6 +78,10 @@ class TrainConfig:
                 )
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"seed: expected a non-negative integer. Received: {self.seed!r}")
+        if self.dataset is not None and (not isinstance(self.dataset, str) or not self.dataset):
+            raise ConfigError(
+                f"dataset: expected a dataset name or None. Received: dataset={self.dataset!r}"
+            )
         self._check_training_options()
 
     def _check_training_options(self) -> None:
@@ -128,13 +111,21 @@ class TrainConfig:
 
     @classmethod
     def for_model(cls, model: str = "mlp", **fields: Any) -> TrainConfig:
-        """The config for ``model``: the tutorial's defaults, then the model's
-        :data:`MODEL_DEFAULTS`, then ``fields`` (which always win)."""
-        return cls(model=model, **{**MODEL_DEFAULTS.get(model, {}), **fields})
+        """The config for ``model``: the tutorial's defaults, then the model
+        kind's own (:attr:`digitlab.models.ModelKind.defaults`), then ``fields``
+        (which always win).  An unknown model name raises :class:`ConfigError`."""
+        from digitlab.models import registry
+
+        registry.get(model)  # the error lists the valid names
+        return cls(model=model, **{**registry.defaults_for(model), **fields})
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["hidden"] = list(self.hidden)
+        if data["dataset"] is None:
+            # Configs of 0.1.0 had no such field: leaving it out keeps their
+            # JSON, and so the keys of existing sweep trials, unchanged.
+            del data["dataset"]
         return data
 
     @classmethod

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from digitlab.errors import DataError
-from digitlab.predict import predict_proba
+from digitlab.inference.predictor import predict_proba
 
 #: Bins for the expected calibration error (the usual 15 equal-width bins).
 ECE_BINS = 15

@@ -14,12 +14,10 @@ matplotlib.use("Agg")  # files, never windows: digitlab runs on servers and in C
 import matplotlib.pyplot as plt
 import numpy as np
 
-REPORT_FILES = {
-    "confusion_matrix": "confusion_matrix.png",
-    "training_curves": "training_curves.png",
-    "predictions": "predictions.png",
-    "mistakes": "mistakes.png",
-}
+from digitlab.runs.schema import REPORT_FILES as _FILES
+
+#: The report's figures by name: the files of :data:`digitlab.runs.REPORT_FILES`.
+REPORT_FILES = {name.removesuffix(".png"): name for name in _FILES}
 
 
 def plot_confusion_matrix(evaluation, *, ax=None, normalize: bool = False):

@@ -2,11 +2,17 @@
 tutorial's preprocessing and split.
 
 * :mod:`digitlab.data.idx` - the IDX file format, read and written.
-* :mod:`digitlab.data.fetch` - finding, downloading and verifying dataset files.
+* :mod:`digitlab.data.registry` - the known datasets (MNIST, Fashion-MNIST) and their pins.
+* :mod:`digitlab.data.fetch` - finding, downloading and verifying a known dataset's files
+  (with :mod:`~digitlab.data.folders`, :mod:`~digitlab.data.mirrors` and
+  :mod:`~digitlab.data.wheel`).
+* :mod:`digitlab.data.labels` - which classes the labels stand for.
 * :mod:`digitlab.data.datasets` - :class:`Dataset`, loading, splitting.
 """
 
 from digitlab.data.datasets import (
+    DATASETS,
+    FASHION_MNIST_CLASS_NAMES,
     KEYS,
     MNIST_CLASS_NAMES,
     Dataset,
@@ -21,6 +27,8 @@ from digitlab.data.datasets import (
 )
 
 __all__ = [
+    "DATASETS",
+    "FASHION_MNIST_CLASS_NAMES",
     "KEYS",
     "MNIST_CLASS_NAMES",
     "Dataset",

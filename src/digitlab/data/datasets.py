@@ -1,28 +1,44 @@
 """Datasets in the MNIST layout, and the tutorial's preprocessing and split.
 
-``load_mnist`` returns the official, checksum-verified MNIST; ``load_idx_folder``
-loads any other dataset stored as four IDX files in the MNIST layout.  Both
-return a :class:`Dataset` of raw ``uint8`` images; :func:`split` applies the
-tutorial's preprocessing (pixels / 255, one-hot labels) and its seeded
-45,000 / 15,000 split, or the official 60,000 / 10,000 one.
+:func:`load_dataset` returns what a command should use: a known dataset
+(MNIST, Fashion-MNIST), verified against its pins, or the dataset of IDX files
+in a named folder; ``load_mnist`` returns the official MNIST and
+``load_idx_folder`` loads any folder without pins.  All return a
+:class:`Dataset` of raw ``uint8`` images; :func:`split` applies the tutorial's
+preprocessing (pixels / 255, one-hot labels) and its seeded 45,000 / 15,000
+split, or the official 60,000 / 10,000 one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from digitlab.data import fetch, idx
+from digitlab.data import fetch, idx, registry
+from digitlab.data.labels import check_labels, read_class_names
+from digitlab.data.registry import DATASETS, FASHION_MNIST_CLASS_NAMES, KEYS, MNIST_CLASS_NAMES
 from digitlab.errors import ConfigError, DataError
 
-KEYS = ("train_images", "train_labels", "test_images", "test_labels")
-MNIST_CLASS_NAMES = tuple(str(d) for d in range(10))
+__all__ = [
+    "DATASETS",
+    "FASHION_MNIST_CLASS_NAMES",
+    "KEYS",
+    "MNIST_CLASS_NAMES",
+    "Dataset",
+    "Split",
+    "eval_arrays",
+    "load_dataset",
+    "load_idx_folder",
+    "load_mnist",
+    "one_hot",
+    "scale",
+    "split",
+]
 
 
 @dataclass(frozen=True)
@@ -33,7 +49,7 @@ class Dataset:
     ``uint8`` class indices in ``[0, num_classes)``; the same for ``x_test``,
     ``y_test``.  ``sha256`` maps each file key to the SHA-256 of its
     uncompressed bytes; ``verified`` says whether those matched the official
-    MNIST pins.
+    pins of the known dataset ``name`` (``"mnist"``, ``"fashion-mnist"``).
     """
 
     x_train: np.ndarray
@@ -53,6 +69,12 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def is_digits(self) -> bool:
+        """Whether the classes are exactly the digits ``"0"`` to ``"9"``, in order
+        (so that reading a number of several digits makes sense)."""
+        return tuple(self.class_names) == MNIST_CLASS_NAMES
 
     def info(self) -> dict:
         """Counts, shapes, dtypes, class balance and checksum status, JSON-ready."""
@@ -74,10 +96,14 @@ class Dataset:
             "train": part(self.x_train, self.y_train),
             "test": part(self.x_test, self.y_test),
             "sha256": dict(self.sha256),
-            "checksums": "verified against the official MNIST SHA-256"
-            if self.verified
-            else "not an official dataset: recorded, not verified",
+            "checksums": self._checksums(),
         }
+
+    def _checksums(self) -> str:
+        if not self.verified:
+            return "not an official dataset: recorded, not verified"
+        title = registry.title_of(self.name)
+        return f"verified against the official {title} SHA-256" if title else "verified"
 
     def head(self, train: int, test: int | None = None) -> Dataset:
         """The first ``train`` training images and the first ``test`` test
@@ -129,17 +155,7 @@ def load_mnist(data_dir=None, *, download: bool = True, progress: bool = True) -
     :func:`digitlab.data.fetch.fetch_mnist`.  Images are ``(60000, 28, 28)`` and
     ``(10000, 28, 28)`` ``uint8`` in 0..255; labels ``uint8`` in 0..9.
     """
-    got = fetch.fetch_mnist(data_dir, download=download, progress=progress)
-    arrays = {key: idx.parse_idx(got.buffers[key], name=str(got.paths[key])) for key in KEYS}
-    return _dataset(
-        arrays,
-        {key: str(got.paths[key]) for key in KEYS},
-        class_names=MNIST_CLASS_NAMES,
-        source=got.source,
-        sha256=dict(got.sha256),
-        verified=True,
-        name="mnist",
-    )
+    return _load_known(registry.MNIST, data_dir, download=download, progress=progress)
 
 
 def load_idx_folder(folder, *, class_names=None, name: str | None = None) -> Dataset:
@@ -147,55 +163,118 @@ def load_idx_folder(folder, *, class_names=None, name: str | None = None) -> Dat
 
     No checksum pins apply; the SHA-256 of each file is recorded.  Class names
     come from ``class_names``, else a ``classes.json`` (a JSON list) or
-    ``classes.txt`` (one per line) in the folder, else ``"0"..."k-1"`` where k
-    is one more than the largest label.
+    ``classes.txt`` (one per line) in the folder; without them the classes
+    are ``"0"..."K-1"``, inferred from the labels only when every class occurs
+    in both the training and the test labels (see :mod:`digitlab.data.labels`).
     """
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
+    arrays, paths, sha256 = _read_folder(folder)
+    return _custom(folder, arrays, paths, sha256, class_names=class_names, name=name)
+
+
+def load_dataset(
+    data_dir=None, *, dataset: str | None = None, download: bool = True, progress: bool = True
+) -> Dataset:
+    """The dataset a command should use.
+
+    ``dataset``: ``None``, or one of :data:`DATASETS` (``"mnist"``,
+    ``"fashion-mnist"``); any other name raises :class:`ConfigError`.  With no
+    folder named (``data_dir`` or ``$DIGITLAB_DATA_DIR``) the known dataset
+    (MNIST by default) is fetched the product's way (cache, system folders,
+    mirrors; see :func:`digitlab.data.fetch.fetch_dataset`).  A named folder
+    must hold ``dataset`` when one is given, each file verified against its
+    pin.  Otherwise the folder decides: files matching all the pins of a known
+    dataset are that dataset, verified, with its class names; files matching
+    some of a known dataset's pins but not the others are a damaged copy and
+    raise :class:`DataError`; anything else valid is a dataset of its own
+    (:func:`load_idx_folder`), its checksums recorded, not verified.
+    """
+    spec = None if dataset is None else registry.known_dataset(dataset)
+    folder = data_dir if data_dir is not None else os.environ.get("DIGITLAB_DATA_DIR")
+    if not folder:
+        return _load_known(spec or registry.MNIST, None, download=download, progress=progress)
+    if spec is not None:
+        return _load_known(spec, folder, download=False, progress=progress)
+    folder = Path(folder).expanduser()
+    arrays, paths, sha256 = _read_folder(folder)
+    known = registry.identify(sha256)
+    if known is not None:
+        return _dataset(
+            arrays,
+            paths,
+            class_names=known.class_names,
+            names_from=f"as {known.title} names them",
+            source=f"data dir {folder}",
+            sha256=sha256,
+            verified=True,
+            name=known.name,
+        )
+    _refuse_damaged(sha256, paths)
+    return _custom(folder, arrays, paths, sha256)
+
+
+def _load_known(spec, data_dir, *, download: bool, progress: bool) -> Dataset:
+    got = fetch.fetch_dataset(spec, data_dir, download=download, progress=progress)
+    arrays = {key: idx.parse_idx(got.buffers[key], name=str(got.paths[key])) for key in KEYS}
+    return _dataset(
+        arrays,
+        {key: str(got.paths[key]) for key in KEYS},
+        class_names=spec.class_names,
+        names_from=f"as {spec.title} names them",
+        source=got.source,
+        sha256=dict(got.sha256),
+        verified=True,
+        name=spec.name,
+    )
+
+
+def _read_folder(folder: Path):
     paths = fetch.find_idx_files(folder)
     arrays, sha256 = {}, {}
     for key in KEYS:
         buffer = idx.load_bytes(paths[key])
         sha256[key] = hashlib.sha256(buffer).hexdigest()
         arrays[key] = idx.parse_idx(buffer, name=str(paths[key]))
+    return arrays, paths, sha256
+
+
+def _refuse_damaged(sha256: dict[str, str], paths: dict[str, Path]) -> None:
+    """Refuse files of which some, not all, match a known dataset's pins."""
+    for spec in registry.KNOWN.values():
+        matching = [key for key in KEYS if sha256[key] == spec.pins[key]]
+        if not matching:
+            continue
+        key = next(key for key in KEYS if key not in matching)
+        other = registry.owner_of(key, sha256[key])
+        why = (
+            f"it is {other.title}'s {other.files[key].name}, mixed with {spec.title}'s files"
+            if other is not None
+            else "the file is damaged; fetch it again"
+        )
+        raise DataError(
+            f"{paths[key]}: looks like {spec.title} but its SHA-256 is {sha256[key]}, expected "
+            f"{spec.pins[key]} (its other {len(matching)} of 4 files match the official "
+            f"{spec.title} pins): {why}"
+        )
+
+
+def _custom(folder: Path, arrays, paths, sha256, *, class_names=None, name=None) -> Dataset:
+    names_from = "as given in class_names"
     if class_names is None:
-        class_names = _read_class_names(folder)
-    if class_names is None:
-        top = max(_max_label(arrays["train_labels"]), _max_label(arrays["test_labels"]))
-        class_names = tuple(str(i) for i in range(top + 1))
+        declared = read_class_names(folder)
+        if declared is not None:
+            class_names, names_file = declared
+            names_from = f"as named in {names_file}"
     return _dataset(
         arrays,
         {key: str(paths[key]) for key in KEYS},
-        class_names=tuple(str(c) for c in class_names),
+        class_names=None if class_names is None else tuple(str(c) for c in class_names),
+        names_from=names_from,
         source=f"data dir {folder}",
         sha256=sha256,
         verified=False,
         name=name or folder.name,
     )
-
-
-def load_dataset(data_dir=None, *, download: bool = True, progress: bool = True) -> Dataset:
-    """The dataset a command should use: MNIST, or the IDX dataset in ``data_dir``.
-
-    With no folder named (argument or ``$DIGITLAB_DATA_DIR``) this is
-    :func:`load_mnist`.  A named folder is read once: files matching the
-    official pins are MNIST; files with MNIST's shapes but other bytes are a
-    corrupt MNIST and raise :class:`DataError`; anything else valid is a custom
-    dataset (:func:`load_idx_folder`).
-    """
-    folder = data_dir if data_dir is not None else os.environ.get("DIGITLAB_DATA_DIR")
-    if not folder:
-        return load_mnist(download=download, progress=progress)
-    data = load_idx_folder(folder)
-    pins = {key: fetch.MNIST_FILES[key].sha256 for key in KEYS}
-    if data.sha256 == pins:
-        return dataclasses.replace(data, class_names=MNIST_CLASS_NAMES, verified=True, name="mnist")
-    if data.x_train.shape == (60_000, 28, 28) and data.x_test.shape == (10_000, 28, 28):
-        key = next(k for k in KEYS if data.sha256[k] != pins[k])
-        raise DataError(
-            f"{Path(folder) / fetch.MNIST_FILES[key].name}: looks like MNIST but its SHA-256 is "
-            f"{data.sha256[key]}, expected {pins[key]}: the file is damaged; fetch it again"
-        )
-    return data
 
 
 def split(
@@ -265,8 +344,8 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
-def _dataset(arrays, paths, *, class_names, source, sha256, verified, name) -> Dataset:
-    k = len(class_names)
+def _dataset(arrays, paths, *, class_names, names_from, source, sha256, verified, name) -> Dataset:
+    """Check shapes, dtypes and labels; ``class_names=None`` infers them from the labels."""
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
         ipath, lpath = paths[f"{part}_images"], paths[f"{part}_labels"]
@@ -286,11 +365,6 @@ def _dataset(arrays, paths, *, class_names, source, sha256, verified, name) -> D
             )
         if images.shape[0] == 0:
             raise DataError(f"{ipath}: expected at least one image. Found 0")
-        if labels.size and (labels.min() < 0 or labels.max() >= k):
-            bad = labels[(labels < 0) | (labels >= k)][0]
-            raise DataError(
-                f"{lpath}: expected labels in 0..{k - 1} ({k} classes). Found label {int(bad)}"
-            )
         if images.dtype != np.uint8:
             raise DataError(
                 f"{ipath}: expected uint8 pixel values (IDX type 0x08). Found {images.dtype}"
@@ -301,37 +375,23 @@ def _dataset(arrays, paths, *, class_names, source, sha256, verified, name) -> D
             f"{arrays['train_images'].shape[1:]} like the training images. "
             f"Found {arrays['test_images'].shape[1:]}"
         )
+    class_names = check_labels(
+        arrays["train_labels"],
+        arrays["test_labels"],
+        train_path=paths["train_labels"],
+        test_path=paths["test_labels"],
+        class_names=class_names,
+        names_from=names_from,
+    )
+    label_type = np.uint8 if len(class_names) <= 256 else np.int64
     return Dataset(
         x_train=arrays["train_images"],
-        y_train=arrays["train_labels"].astype(np.uint8 if k <= 256 else np.int64),
+        y_train=arrays["train_labels"].astype(label_type),
         x_test=arrays["test_images"],
-        y_test=arrays["test_labels"].astype(np.uint8 if k <= 256 else np.int64),
+        y_test=arrays["test_labels"].astype(label_type),
         class_names=class_names,
         source=source,
         sha256=sha256,
         verified=verified,
         name=name,
     )
-
-
-def _max_label(labels: np.ndarray) -> int:
-    return int(labels.max()) if labels.size else 0
-
-
-def _read_class_names(folder: Path):
-    as_json, as_text = folder / "classes.json", folder / "classes.txt"
-    if as_json.is_file():
-        try:
-            names = json.loads(as_json.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DataError(f"{as_json}: expected a JSON list of class names. {exc}") from None
-        if not isinstance(names, list) or not names:
-            raise DataError(f"{as_json}: expected a non-empty JSON list of class names")
-        return tuple(str(n) for n in names)
-    if as_text.is_file():
-        names = [line.strip() for line in as_text.read_text(encoding="utf-8").splitlines()]
-        names = [n for n in names if n]
-        if not names:
-            raise DataError(f"{as_text}: expected one class name per line. Found none")
-        return tuple(names)
-    return None

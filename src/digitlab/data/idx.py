@@ -32,7 +32,6 @@ import gzip
 import io
 import math
 import os
-import secrets
 import stat
 import struct
 import zlib
@@ -40,6 +39,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from digitlab._files import atomic_path
 from digitlab.errors import DataError
 
 __all__ = ["IdxError", "load_bytes", "parse_idx", "read_idx", "write_idx"]
@@ -620,12 +620,12 @@ def write_idx(
     if compress is None:
         compress = label.endswith(".gz")
 
+    folder = os.path.dirname(target) or os.curdir
+    if not os.path.isdir(folder):
+        raise IdxError(f"{label}: cannot write (no folder {folder})")
     try:
-        handle, temp_path = _create_temp_file(target)
-    except OSError as error:
-        raise IdxError(f"{label}: cannot write ({error.strerror or error})") from error
-    try:
-        with open(handle, "wb") as file:
+        # A temporary file beside the target, renamed over it only once complete.
+        with atomic_path(target) as temp_path, open(temp_path, "wb") as file:
             if compress:
                 # Level 6 is zlib's default: nearly level 9's size at a fraction of its time.
                 # mtime=0 and a fixed name make the bytes reproducible (stable checksums).
@@ -637,32 +637,8 @@ def write_idx(
                 file.write(big_endian.data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temp_path, target)
-    except BaseException as error:
-        try:
-            os.unlink(temp_path)
-        except FileNotFoundError:
-            pass
-        if isinstance(error, OSError):
-            raise IdxError(f"{label}: cannot write ({error.strerror or error})") from error
-        raise
-
-
-def _create_temp_file(target: str) -> tuple[int, str]:
-    """Create a new, hidden file next to `target`; return (descriptor, path).
-
-    Unlike tempfile.mkstemp (mode 0600), the file gets the permissions a plain
-    open() would give it (0666 minus the umask), which it keeps once renamed.
-    """
-    folder, base = os.path.split(target)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        temp_path = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(temp_path, flags, 0o666), temp_path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a unique temporary file next to {target}")
+    except OSError as error:
+        raise IdxError(f"{label}: cannot write ({error.strerror or error})") from error
 
 
 def _gzip_writer(file: BinaryIO, label: str) -> gzip.GzipFile:

@@ -46,6 +46,8 @@ function setUpDrawing() {
   let timer = null;
   let sequence = 0; // answers to older requests are ignored
   let photoUrl = null;
+  // The run's classes: the ten digits unless /api/model says otherwise.
+  let classNames = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
   function resetCanvas() {
     context.fillStyle = "#fff";
@@ -78,17 +80,17 @@ function setUpDrawing() {
   }
 
   function renderBars(probabilities) {
-    // probabilities: ten numbers, or one list of ten per digit of a number.
+    // probabilities: one per class, or one list per digit of a number.
     const groups = probabilities.length && Array.isArray(probabilities[0]) ? probabilities : [probabilities];
     bars.replaceChildren();
     groups.forEach((group, index) => {
       if (groups.length > 1) bars.append(el("p", { class: "group" }, `Digit ${index + 1}`));
       const best = group.length ? group.indexOf(Math.max(...group)) : -1;
-      for (let d = 0; d < 10; d++) {
+      for (let d = 0; d < classNames.length; d++) {
         const p = group.length ? group[d] : 0;
         const row = el("div", { class: "bar-row", role: "listitem", "data-digit": String(d), "data-probability": String(p) });
-        row.setAttribute("aria-label", `${d}: ${percent(p)}`);
-        const label = el("span", { class: "bar-label", "aria-hidden": "true" }, String(d));
+        row.setAttribute("aria-label", `${classNames[d]}: ${percent(p)}`);
+        const label = el("span", { class: "bar-label", "aria-hidden": "true" }, classNames[d]);
         const track = el("span", { class: "bar-track", "aria-hidden": "true" });
         const fill = el("span", { class: d === best ? "bar-fill best" : "bar-fill" });
         fill.style.width = (100 * p).toFixed(2) + "%";
@@ -103,13 +105,14 @@ function setUpDrawing() {
   function showResult(result) {
     hideError();
     digitOut.dataset.status = result.status;
-    const top = result.top3.map((t) => `${t.digit} (${percent(t.probability)})`).join(", ");
+    const named = (t) => (t.class_name !== undefined && t.class_name !== null ? t.class_name : t.digit);
+    const top = result.top3.map((t) => `${named(t)} (${percent(t.probability)})`).join(", ");
     if (result.status === "ok") {
-      digitOut.textContent = String(result.digit);
+      digitOut.textContent = String(named(result));
       statusOut.textContent = `Probability ${percent(result.probability)}. Top 3: ${top}.`;
     } else if (result.status === "not sure") {
       digitOut.textContent = "?";
-      statusOut.textContent = `Not sure: best guess ${result.top3[0].digit} at ${percent(result.probability)}. Top 3: ${top}.`;
+      statusOut.textContent = `Not sure: best guess ${named(result.top3[0])} at ${percent(result.probability)}. Top 3: ${top}.`;
     } else {
       digitOut.textContent = "–";
       statusOut.textContent = "No digit found. Draw a bigger or darker one.";
@@ -256,6 +259,16 @@ function setUpDrawing() {
   getJson("/api/model")
     .then((model) => {
       maxBody = (model.limits && model.limits.max_body_bytes) || DEFAULT_MAX_BODY;
+      if (Array.isArray(model.class_names) && model.class_names.length) {
+        classNames = model.class_names.map(String);
+        const digits = classNames.join(",") === "0,1,2,3,4,5,6,7,8,9";
+        if (!digits) {
+          document.getElementById("draw-title").textContent = `Draw one of: ${classNames.join(", ")}`;
+          numberBox.checked = false;
+          numberBox.disabled = true;
+        }
+        renderBars([]);
+      }
       const accuracy = model.metrics && model.metrics.accuracy !== undefined
         ? `, ${percent(model.metrics.accuracy)} accuracy on ${model.metrics.size.toLocaleString()} ${model.metrics.set} images`
         : "";

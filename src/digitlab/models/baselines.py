@@ -38,7 +38,8 @@ The SVM is the slow one: ~2 minutes to fit its 10,000 images (Platt scaling
 fits five more models for the probabilities), ~30 s per 10,000 predictions,
 0.969 validation accuracy, ~3,750 support vectors.
 Fitting, and predicting with all but k-NN, runs BLAS on one thread, so a
-trial computes the same numbers in any process (see :class:`FlatClassifier`).
+trial computes the same numbers in any process (see
+:class:`~digitlab.inference.classifier.SklearnClassifier`).
 
 Settings a baseline does not use (``hidden``, ``optimizer``, ``epochs``...) are
 ignored; ``split``, ``validation_size`` and ``seed`` apply as for Keras models.
@@ -46,29 +47,20 @@ ignored; ``split``, ``validation_size`` and ``seed`` apply as for Keras models.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from digitlab.config import TrainConfig
-from digitlab.errors import ConfigError, RunError
-from digitlab.runs import SKOPS_MODEL_FILE
+from digitlab._threads import blas_threads
+from digitlab.errors import ConfigError
+from digitlab.models.registry import ModelKind, TrainResult, register
 
 #: Training images the SVM fits on (a seeded subsample): an RBF SVC's fit
 #: time grows roughly with the square of this.
 SVM_TRAIN_SIZE = 10_000
-#: Types a baseline's skops file may hold beyond skops' default-trusted
-#: scikit-learn and NumPy types.  Anything else means the file was tampered with.
-EXTRA_TRUSTED_TYPES = frozenset({"sklearn.tree._tree.Tree"})
-
-
 @dataclass(frozen=True)
 class Baseline:
     """One scikit-learn model kind: how to build it and how to measure its size."""
@@ -76,25 +68,25 @@ class Baseline:
     name: str
     description: str
     estimator_class: str  # "module.Class", checked again when a run is loaded
-    build: Callable[[TrainConfig], object]
+    build: Callable[[object], object]
     size: Callable[[object], int]
     size_unit: str
     slow: bool = False
 
 
-def _build_rf(config: TrainConfig):
+def _build_rf(config):
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=config.seed)
 
 
-def _build_logreg(config: TrainConfig):
+def _build_logreg(config):
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(solver="lbfgs", max_iter=100, random_state=config.seed)
 
 
-def _build_knn(config: TrainConfig):
+def _build_knn(config):
     from sklearn.neighbors import KNeighborsClassifier
 
     # Brute force is what "auto" picks for 784 features anyway; fixing it keeps
@@ -102,19 +94,19 @@ def _build_knn(config: TrainConfig):
     return KNeighborsClassifier(n_neighbors=3, algorithm="brute", n_jobs=-1)
 
 
-def _build_gnb(config: TrainConfig):
+def _build_gnb(config):
     from sklearn.naive_bayes import GaussianNB
 
     return GaussianNB()
 
 
-def _build_bnb(config: TrainConfig):
+def _build_bnb(config):
     from sklearn.naive_bayes import BernoulliNB
 
     return BernoulliNB(binarize=0.5)
 
 
-def _build_svm(config: TrainConfig):
+def _build_svm(config):
     from sklearn.svm import SVC
 
     return SVC(kernel="rbf", C=5.0, gamma="scale", probability=True, random_state=config.seed)
@@ -181,91 +173,23 @@ def is_baseline(name: str) -> bool:
     return name in BASELINES
 
 
-class FlatClassifier:
-    """A fitted scikit-learn classifier that takes images like the Keras models.
+def fit_baseline(config, parts, *, class_names, image_shape, verbose=0, log=None, callbacks=()):
+    """Fit the baseline ``config.model`` on ``parts.x_train`` ``(n, H, W)`` float32
+    in [0, 1] with integer ``parts.labels_train`` in ``[0, len(class_names))``.
 
-    :meth:`predict_proba` takes ``(n, H, W)`` float32 in [0, 1], flattens it to
-    ``(n, H*W)`` and returns ``(n, num_classes)`` float32 probabilities, with a
-    zero column for any class the estimator never saw in training.
-
-    With ``one_blas_thread`` (all but k-NN) BLAS runs on one thread while
-    predicting: the last digits of a matrix product depend on the thread
-    count, and a Ray worker (one thread) must compute what this process does.
-    k-NN's distances are its one heavy BLAS job, and its votes do not move
-    with the last digits.
-    """
-
-    def __init__(self, estimator, num_classes: int, *, one_blas_thread: bool = True):
-        self.estimator = estimator
-        self.num_classes = int(num_classes)
-        self.one_blas_thread = one_blas_thread
-
-    def predict_proba(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        out = np.zeros((x.shape[0], self.num_classes), dtype=np.float64)
-        if x.shape[0]:
-            flat = x.reshape(x.shape[0], -1)
-            with _blas_threads(1 if self.one_blas_thread else None):
-                probabilities = self.estimator.predict_proba(flat)
-            out[:, np.asarray(self.estimator.classes_, dtype=np.int64)] = probabilities
-            # Estimators fitted on float32 (naive Bayes) compute in float32: rows
-            # can miss 1 by ~1e-4, so renormalise like a softmax would be.
-            out /= np.maximum(out.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
-        return out.astype(np.float32)
-
-    def __repr__(self) -> str:
-        return f"FlatClassifier({self.estimator!r}, num_classes={self.num_classes})"
-
-
-_THREADPOOLS = None
-
-
-def _blas_threads(limit: int | None):
-    """A context limiting BLAS to ``limit`` threads (None: no limit)."""
-    global _THREADPOOLS
-    if limit is None:
-        return contextlib.nullcontext()
-    if _THREADPOOLS is None:  # inspecting the loaded libraries takes milliseconds: once
-        from threadpoolctl import ThreadpoolController
-
-        _THREADPOOLS = ThreadpoolController()
-    return _THREADPOOLS.limit(limits=limit, user_api="blas")
-
-
-@dataclass
-class FittedBaseline:
-    """The result of :func:`fit_baseline`: the model and what ``run.json`` records."""
-
-    model: FlatClassifier
-    train_seconds: float
-    params: int
-    size_unit: str
-    info: dict
-
-
-def fit_baseline(
-    config: TrainConfig,
-    x_train: np.ndarray,
-    labels_train: np.ndarray,
-    *,
-    num_classes: int,
-    log=None,
-) -> FittedBaseline:
-    """Fit the baseline ``config.model`` on ``x_train`` ``(n, H, W)`` float32 in
-    [0, 1] with integer ``labels_train`` ``(n,)`` in ``[0, num_classes)``.
-
-    ``log``, if given, receives one line saying what is being fitted.
+    ``log``, if given and ``verbose``, receives one line saying what is fitted.
+    Keras ``callbacks`` do not apply and are ignored.
     """
     baseline = _lookup(config.model)
     estimator = baseline.build(config)
-    x = np.asarray(x_train, dtype=np.float32).reshape(len(x_train), -1)
-    labels = np.asarray(labels_train, dtype=np.int64)
+    x = np.asarray(parts.x_train, dtype=np.float32).reshape(len(parts.x_train), -1)
+    labels = np.asarray(parts.labels_train, dtype=np.int64)
     if baseline.name == "svm" and len(x) > SVM_TRAIN_SIZE:
         chosen = np.sort(
             np.random.default_rng(config.seed).choice(len(x), SVM_TRAIN_SIZE, replace=False)
         )
         x, labels = x[chosen], labels[chosen]
-    if log is not None:
+    if log is not None and verbose:
         print(f"fitting {baseline.description} on {len(x):,} images", file=log, flush=True)
     from sklearn.exceptions import ConvergenceWarning
 
@@ -274,74 +198,25 @@ def fit_baseline(
     # digits otherwise, so a sweep on a cluster would not repeat a local one),
     # and on a busy 2-core machine OpenBLAS' spinning threads made the fit
     # ten times slower (102 s against 9.5 s on the tutorial split).
-    with warnings.catch_warnings(record=True) as caught, _blas_threads(1):
+    with warnings.catch_warnings(record=True) as caught, blas_threads(1):
         warnings.simplefilter("always")
         start = time.perf_counter()
         estimator.fit(x, labels)
         train_seconds = time.perf_counter() - start
 
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    info = {
-        "estimator": type(estimator).__name__,
-        "estimator_params": {k: _jsonable(v) for k, v in estimator.get_params().items()},
-        "fit_images": int(len(x)),
-        "converged": converged,
-    }
-    return FittedBaseline(
-        model=FlatClassifier(estimator, num_classes, one_blas_thread=baseline.name != "knn"),
-        train_seconds=train_seconds,
+    return TrainResult(
+        model=estimator,
         params=baseline.size(estimator),
         size_unit=baseline.size_unit,
-        info=info,
+        train_seconds=train_seconds,
+        info={
+            "estimator": type(estimator).__name__,
+            "estimator_params": {k: _jsonable(v) for k, v in estimator.get_params().items()},
+            "fit_images": int(len(x)),
+            "converged": converged,
+        },
     )
-
-
-def save_model(model: FlatClassifier, folder) -> Path:
-    """Write ``model``'s estimator to ``folder/model.skops`` (deflate-compressed:
-    k-NN's stored images shrink about five-fold) and return the path."""
-    import skops.io
-
-    path = Path(folder) / SKOPS_MODEL_FILE
-    skops.io.dump(model.estimator, path, compression=zipfile.ZIP_DEFLATED)
-    return path
-
-
-def load_model(file, *, model_name: str, num_classes: int) -> FlatClassifier:
-    """Load a ``model.skops`` written by :func:`save_model` for baseline ``model_name``.
-
-    Only skops' default-trusted scikit-learn/NumPy types and
-    :data:`EXTRA_TRUSTED_TYPES` are accepted, and the estimator must be the
-    class the baseline builds: a file holding anything else raises
-    :class:`~digitlab.errors.RunError` before any of it is constructed.
-    """
-    import skops.io
-
-    file = Path(file)
-    try:
-        baseline = _lookup(model_name)
-    except ConfigError as exc:
-        raise RunError(f"{file}: {exc}") from None
-    data = file.read_bytes()
-    try:
-        untrusted = skops.io.get_untrusted_types(data=data)
-    except Exception as exc:  # skops/zipfile raise many types for a damaged archive
-        raise RunError(f"{file}: expected a skops model file. {_first_line(exc)}") from None
-    unexpected = sorted(set(untrusted) - EXTRA_TRUSTED_TYPES)
-    if unexpected:
-        raise RunError(
-            f"{file}: expected only scikit-learn and NumPy types. "
-            f"Found untrusted type(s) {', '.join(unexpected)}; refusing to load it"
-        )
-    try:
-        estimator = skops.io.load(io.BytesIO(data), trusted=list(untrusted))
-    except Exception as exc:
-        raise RunError(f"{file}: expected a skops model file. {_first_line(exc)}") from None
-    found = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
-    if found != baseline.estimator_class:
-        raise RunError(
-            f"{file}: expected a {baseline.estimator_class} for model {model_name!r}. Found {found}"
-        )
-    return FlatClassifier(estimator, num_classes, one_blas_thread=baseline.name != "knn")
 
 
 def _lookup(name: str) -> Baseline:
@@ -359,6 +234,15 @@ def _jsonable(value):
     return repr(value)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+for _baseline in BASELINES.values():
+    register(
+        ModelKind(
+            _baseline.name,
+            _baseline.description,
+            fit_baseline,
+            format="skops",
+            family="scikit-learn",
+            slow=_baseline.slow,
+            info_key="baseline",
+        )
+    )

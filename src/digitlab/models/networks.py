@@ -1,4 +1,4 @@
-"""Model builders, one small function per architecture, in one registry.
+"""The Keras networks, one small builder function per architecture.
 
 Every builder takes the resolved :class:`~digitlab.config.TrainConfig`, the
 input image shape (e.g. ``(28, 28)``) and the number of classes, and returns an
@@ -10,29 +10,29 @@ the model with the config's optimizer and categorical cross-entropy.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 
 from digitlab._backend import keras
-from digitlab.config import TrainConfig
 from digitlab.errors import ConfigError
+from digitlab.layers import Augmentation, MaxPool2x2
 
-Builder = Callable[[TrainConfig, tuple[int, ...], int], "keras.Model"]
-MODELS: dict[str, Builder] = {}
+Builder = Callable[..., object]
+#: The builder of each Keras model kind (see :mod:`digitlab.models.keras_kinds`).
+BUILDERS: dict[str, Builder] = {}
 
 
 def register(name: str):
-    """Decorator adding a builder to :data:`MODELS` under ``name``."""
+    """Decorator adding a builder to :data:`BUILDERS` under ``name``."""
 
     def add(builder: Builder) -> Builder:
-        MODELS[name] = builder
+        BUILDERS[name] = builder
         return builder
 
     return add
 
 
 @register("mlp")
-def build_mlp(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int):
+def build_mlp(config, input_shape: tuple[int, ...], num_classes: int):
     """The tutorial's network: flatten, ``Dense(h, activation)`` per hidden size
     (optional dropout after each), ``Dense(num_classes, softmax)``.
 
@@ -49,7 +49,7 @@ def build_mlp(config: TrainConfig, input_shape: tuple[int, ...], num_classes: in
 
 
 @register("cnn")
-def build_cnn(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int):
+def build_cnn(config, input_shape: tuple[int, ...], num_classes: int):
     """The strong model.  Each 2x2 block of pixels is first folded into 4
     channels (28x28x1 → 14x14x4), so no layer works at full size: on a CPU a
     first convolution at 28x28 took over a quarter of the training step for
@@ -61,7 +61,7 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, ...], num_classes: in
     first, in training only.
 
     With one hidden layer of 128 it has 243,466 parameters.  Its defaults
-    (:data:`~digitlab.config.MODEL_DEFAULTS`) train it with Adam, a cosine
+    (in :mod:`digitlab.models.keras_kinds`) train it with Adam, a cosine
     learning rate, label smoothing and augmentation for 15 epochs.
     """
     return _convnet(
@@ -75,7 +75,7 @@ def build_cnn(config: TrainConfig, input_shape: tuple[int, ...], num_classes: in
 
 
 @register("cnn-fast")
-def build_cnn_fast(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int):
+def build_cnn_fast(config, input_shape: tuple[int, ...], num_classes: int):
     """A quick convnet: each 2x2 block of pixels is first folded into 4
     channels (28x28x1 → 14x14x4, so no layer works at full size), then two
     blocks like :func:`build_cnn`'s with 32 and 64 filters (14 → 7 → 3 pixels)
@@ -137,93 +137,8 @@ def _convnet(config, input_shape, num_classes, *, stages, space_to_depth=False, 
     return k.Sequential(layers, name=name)
 
 
-@keras().saving.register_keras_serializable(package="digitlab")
-class MaxPool2x2(keras().layers.Layer):
-    """2x2 max-pooling with stride 2, like ``MaxPooling2D(2)`` (an odd last
-    row or column is dropped), on channels-last images ``(n, h, w, c)`` →
-    ``(n, h // 2, w // 2, c)``.
-
-    Written as the maximum of four strided slices so that its gradient is
-    element-wise: ``MaxPooling2D``'s gradient (XLA's select-and-scatter) is
-    about 30x slower on CPU and was half the training time of the keras.io
-    convnet (benchmarks/bench_conv.py).
-    """
-
-    def call(self, inputs):
-        ops = keras().ops
-        h, w = inputs.shape[1] // 2 * 2, inputs.shape[2] // 2 * 2
-        top = ops.maximum(inputs[:, 0:h:2, 0:w:2, :], inputs[:, 0:h:2, 1:w:2, :])
-        bottom = ops.maximum(inputs[:, 1:h:2, 0:w:2, :], inputs[:, 1:h:2, 1:w:2, :])
-        return ops.maximum(top, bottom)
-
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        return (n, None if h is None else h // 2, None if w is None else w // 2, c)
-
-
-@keras().saving.register_keras_serializable(package="digitlab")
-class Augmentation(keras().layers.Layer):
-    """Random rotation (±``rotation`` degrees), zoom (±``zoom``, e.g. 0.1:
-    90-110 %) and shift (±``shift`` of the height and width) of channels-last
-    images ``(n, h, w, c)``, one random affine map per image, bilinear, black
-    outside the image; in training only (at inference it returns its input).
-
-    One :func:`keras.ops.image.affine_transform` does all three.  Keras'
-    ``RandomRotation``, ``RandomZoom`` and ``RandomTranslation`` would resample
-    three times, and they declare themselves not XLA-compilable, which makes
-    Keras run the whole training step op by op, 10x slower
-    (benchmarks/bench_conv.py: aug-eager vs aug-jit).
-    """
-
-    def __init__(self, rotation=10.0, zoom=0.1, shift=0.1, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.rotation, self.zoom, self.shift, self.seed = rotation, zoom, shift, seed
-        self.seed_generator = keras().random.SeedGenerator(seed)
-        # As Keras' own image layers do: TensorFlow's image transform op does
-        # not compile with XLA.
-        self.supports_jit = keras().backend.backend() != "tensorflow"
-
-    def call(self, inputs, training=None):
-        if not training:
-            return inputs
-        k = keras()
-        ops, random = k.ops, k.random
-        count, height, width = ops.shape(inputs)[0], inputs.shape[1], inputs.shape[2]
-
-        def uniform(limit):
-            return random.uniform((count,), -limit, limit, seed=self.seed_generator)
-
-        angle = uniform(self.rotation * math.pi / 180)
-        scale = 1.0 + uniform(self.zoom)
-        shift_x, shift_y = uniform(self.shift * width), uniform(self.shift * height)
-        # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2):
-        # a rotation and scaling about the centre, then the shift.
-        a0, a1 = scale * ops.cos(angle), -scale * ops.sin(angle)
-        b0, b1 = scale * ops.sin(angle), scale * ops.cos(angle)
-        centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
-        a2 = centre_x - a0 * centre_x - a1 * centre_y + shift_x
-        b2 = centre_y - b0 * centre_x - b1 * centre_y + shift_y
-        zeros = ops.zeros_like(angle)
-        transforms = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-        return k.ops.image.affine_transform(
-            inputs, transforms, interpolation="bilinear", fill_mode="constant"
-        )
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "rotation": self.rotation,
-            "zoom": self.zoom,
-            "shift": self.shift,
-            "seed": self.seed,
-        }
-
-
 def build_model(
-    config: TrainConfig,
+    config,
     input_shape: tuple[int, ...],
     num_classes: int,
     *,
@@ -235,10 +150,10 @@ def build_model(
     learning-rate schedule, which is set per batch.
     """
     try:
-        builder = MODELS[config.model]
+        builder = BUILDERS[config.model]
     except KeyError:
         raise ConfigError(
-            f"model: expected one of {', '.join(sorted(MODELS))}. Received: model={config.model!r}"
+            f"model: expected one of {', '.join(BUILDERS)}. Received: model={config.model!r}"
         ) from None
     model = builder(config, tuple(input_shape), num_classes)
     if config.augment and not any(isinstance(layer, Augmentation) for layer in model.layers):
@@ -259,7 +174,7 @@ def build_model(
     return model
 
 
-def make_optimizer(config: TrainConfig, *, steps_per_epoch: int | None = None):
+def make_optimizer(config, *, steps_per_epoch: int | None = None):
     """The Keras optimizer named by the config, at its own default learning
     rate unless ``config.learning_rate`` is set (SGD's default is 0.01).
 

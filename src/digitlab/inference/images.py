@@ -593,6 +593,43 @@ def prepare_digit(
     return Prepared(pixels, True, _source_box(ink, box))
 
 
+def prepare_item(
+    grey: np.ndarray,
+    shape: tuple[int, int] = (MNIST_SIZE, MNIST_SIZE),
+    *,
+    ink_threshold: float = 0.2,
+    min_size: float = 0.04,
+) -> Prepared:
+    """Normalise a photo of one object (a garment, a letter) like Fashion-MNIST.
+
+    Fashion-MNIST's images are product photos trimmed to the object, its longer
+    side scaled to the whole frame, centred and negated, greys kept: here the
+    lighting is removed as for digits, the marks cropped together, their
+    strength (darkness against the paper, 0..1) stretched so the strongest is
+    1, and the crop scaled so its longer side fills ``shape``, centred, light
+    on black.  Nothing is binarised: textures and shades are part of a garment.
+    """
+    _check_fraction("ink_threshold", ink_threshold)
+    _check_fraction("min_size", min_size)
+    ink = _find_ink(_check_grey(grey), ink_threshold=ink_threshold, min_size=min_size)
+    height, width = shape
+    if not ink.components:
+        return Prepared(np.zeros(shape, dtype=np.float32), False, None)
+    y0, y1, x0, x1 = _union_box(ink.components)
+    crop = np.clip(ink.strength[y0:y1, x0:x1] - ink.noise_floor, 0.0, None)
+    crop = crop / max(float(crop.max()), 1e-6)
+    scale = min(height / crop.shape[0], width / crop.shape[1])
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    resized = np.asarray(
+        Image.fromarray(crop.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX),
+        dtype=np.float32,
+    )
+    frame = np.zeros(shape, dtype=np.float32)
+    top, left = (height - size[1]) // 2, (width - size[0]) // 2
+    frame[top : top + size[1], left : left + size[0]] = resized
+    return Prepared(np.clip(frame, 0.0, 1.0), True, _source_box(ink, (y0, y1, x0, x1)))
+
+
 def _group_left_to_right(components, *, overlap: float) -> list[list]:
     """Merge marks whose column ranges overlap by more than ``overlap`` of the narrower one.
 

@@ -1,0 +1,386 @@
+"""The flags of every ``digitlab`` command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from digitlab import __version__
+from digitlab.cli import commands, experiments
+from digitlab.cli.output import EXIT_USAGE
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line, exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="digitlab",
+        description="Recognise handwritten digits: the MNIST tutorial, reproduced and extended.",
+    )
+    parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
+    subcommands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+
+    p = subcommands.add_parser(
+        "train", help="train a model (default: the tutorial) into a run folder"
+    )
+    _add_train_options(p)
+    _add_data_dir(p)
+    p.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/DATE-MODEL)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    _add_output_options(p)
+    p.set_defaults(handler=commands.cmd_train)
+
+    p = subcommands.add_parser("evaluate", help="evaluate a saved run on a chosen set")
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument(
+        "--set",
+        choices=("validation", "test", "train"),
+        help="images to evaluate on (default: the run's own evaluation set)",
+    )
+    _add_data_dir(p)
+    _add_output_options(p)
+    p.set_defaults(handler=commands.cmd_evaluate)
+
+    p = subcommands.add_parser(
+        "predict",
+        help="read the digits in image files, or predict one image of the evaluation set",
+        description="Read the digit, or the number, in each image file; or, with --index, "
+        "predict one image of the dataset. With images, --json prints a JSON list with one "
+        "object per image; an unreadable image is reported (one line on stderr, an 'error' "
+        "entry in the list), the others are still read, and the exit status is 2.",
+    )
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument(
+        "images",
+        nargs="*",
+        type=Path,
+        metavar="IMAGE",
+        help="PNG, JPEG, GIF, BMP, TIFF or WebP files of handwriting (a digit or a number)",
+    )
+    p.add_argument("--index", type=int, help="instead of images: image number in the set")
+    p.add_argument(
+        "--set",
+        choices=("validation", "test", "train"),
+        help="with --index: set to take the image from (default: the run's evaluation set)",
+    )
+    p.add_argument(
+        "--single", action="store_true", help="read all the ink as one digit (no numbers)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=_probability,
+        default=0.5,
+        help="least probability to name a digit, else 'not sure' (default: 0.5)",
+    )
+    p.add_argument(
+        "--preview", type=Path, metavar="DIR", help="save the 28x28 images the model saw here"
+    )
+    _add_data_dir(p)
+    _add_output_options(p)
+    p.set_defaults(handler=commands.cmd_predict)
+
+    p = subcommands.add_parser("serve", help="serve the drawing page and the HTTP API for a run")
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument(
+        "--port", type=_non_negative_int, default=8000, help="port (default: 8000; 0: any free)"
+    )
+    p.add_argument(
+        "--max-concurrency",
+        type=_positive_int,
+        help="predictions running at once (default: the number of CPU cores)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=_non_negative_int,
+        default=16,
+        help="predictions allowed to wait; beyond that requests get 503 (default: 16)",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no access log")
+    p.set_defaults(handler=commands.cmd_serve)
+
+    p = subcommands.add_parser(
+        "compare", help="train several models on the same data and compare them in a table"
+    )
+    p.add_argument(
+        "--models",
+        type=_name_list,
+        help="comma-separated model names (default: every model but svm, which is slow)",
+    )
+    _add_experiment_options(p)
+    p.add_argument("--seed", type=_non_negative_int, default=42, help="(default: 42)")
+    p.add_argument("--out", type=Path, help="new folder for it all (default: runs/DATE-compare)")
+    p.add_argument("--no-plots", action="store_true", help="skip each run's PNG plots")
+    _add_data_dir(p)
+    _add_output_options(p)
+    p.set_defaults(handler=experiments.cmd_compare)
+
+    p = subcommands.add_parser(
+        "sweep", help="train a grid of configs (neurons x layers x seeds, any field) and summarise"
+    )
+    p.add_argument("--model", default="mlp", help="model name (default: mlp)")
+    p.add_argument(
+        "--hidden", type=_int_list, help="neurons per hidden layer to try, e.g. 32,64,128"
+    )
+    p.add_argument("--layers", type=_int_list, help="numbers of hidden layers to try, e.g. 1,2,3")
+    p.add_argument("--seeds", type=_positive_int, help="repeat each point with seeds 0..N-1")
+    p.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="also vary (or fix) any config field, e.g. --set optimizer=sgd,adam; "
+        "hidden sizes join with +, e.g. --set hidden=256+128,512; repeatable",
+    )
+    _add_experiment_options(p)
+    p.add_argument(
+        "--out", type=Path, help="sweep folder; reuse it to resume (default: runs/DATE-sweep)"
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="trials at once in local processes (default: 1; XLA already uses every core)",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="run trials on this Ray cluster (host:port or auto; needs digitlab[cluster])",
+    )
+    p.add_argument(
+        "--keep-models", action="store_true", help="keep each trial's run folder (no plots)"
+    )
+    _add_data_dir(p)
+    _add_output_options(p)
+    p.set_defaults(handler=experiments.cmd_sweep)
+
+    data = subcommands.add_parser("data", help="get and inspect the dataset")
+    data_commands = data.add_subparsers(
+        title="data commands", metavar="COMMAND", parser_class=_Parser
+    )
+    p = data_commands.add_parser("fetch", help="download MNIST into the cache and verify it")
+    _add_data_dir(p)
+    _add_output_options(p)
+    p.set_defaults(handler=commands.cmd_data_fetch)
+    p = data_commands.add_parser("info", help="counts, shapes, class balance, checksums")
+    _add_data_dir(p)
+    _add_output_options(p)
+    p.set_defaults(handler=commands.cmd_data_info)
+    p = data_commands.add_parser("show", help="write a PNG grid of samples, or print one image")
+    _add_data_dir(p)
+    p.add_argument("--set", choices=("train", "test"), default="train")
+    p.add_argument("--count", type=_positive_int, default=32, help="images in the grid")
+    p.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG to write")
+    p.add_argument("--index", type=int, help="print this one image in the terminal instead")
+    p.set_defaults(handler=commands.cmd_data_show)
+    data.set_defaults(handler=lambda args: data.print_help() or EXIT_USAGE)
+    _record_flags(parser)
+    return parser
+
+
+def _record_flags(parser: argparse.ArgumentParser) -> None:
+    """Give every command the map field → flag (``learning_rate`` →
+    ``--learning-rate``, ``dropout_rate`` → ``--dropout``) that turns a library
+    error naming a field into one naming the flag."""
+    flags = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _record_flags(sub)
+        elif action.option_strings:
+            longest = max(action.option_strings, key=len)
+            flags[action.dest] = longest
+            flags.setdefault(longest.lstrip("-").replace("-", "_"), longest)
+    parser.set_defaults(flags=flags)
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    from digitlab import models
+    from digitlab.config import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS, SPLITS, TrainConfig
+
+    d = TrainConfig()
+    # Options left out (None) take the model's defaults, then the tutorial's:
+    # `--model cnn` alone trains the CNN its own way (the kind's defaults in
+    # digitlab.models). See commands._train_config.
+    families: dict[str, list[str]] = {}
+    for kind in models.kinds():
+        families.setdefault(kind.family, []).append(kind.name + (" (slow)" if kind.slow else ""))
+    listed = "; ".join(f"{family}: {', '.join(names)}" for family, names in families.items())
+    p.add_argument(
+        "--model",
+        default=d.model,
+        help=f"model name (default: {d.model}, the tutorial). {listed}",
+    )
+    p.add_argument(
+        "--hidden",
+        type=_int_list,
+        help="hidden layer sizes, comma-separated " + _defaults_help("hidden", "128"),
+    )
+    p.add_argument("--activation", choices=ACTIVATIONS, help=_defaults_help("activation"))
+    p.add_argument(
+        "--dropout",
+        dest="dropout_rate",
+        type=float,
+        help="dropout rate after the hidden layers " + _defaults_help("dropout_rate"),
+    )
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help=_defaults_help("optimizer"))
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        help=_defaults_help("learning_rate", "the optimizer's own, SGD's is 0.01"),
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help="constant, or cosine: a short warm-up, then down to 0 by the last batch "
+        + _defaults_help("lr_schedule"),
+    )
+    p.add_argument("--epochs", type=_positive_int, help=_defaults_help("epochs"))
+    p.add_argument("--batch-size", type=_positive_int, help=_defaults_help("batch_size"))
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        help="share of each target spread over the other classes "
+        + _defaults_help("label_smoothing"),
+    )
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        help="randomly rotate, zoom and shift the training images (cnn models only) "
+        + _defaults_help("augment"),
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=_non_negative_int,
+        metavar="EPOCHS",
+        help="stop when the validation loss has not improved for this many epochs "
+        "(default: 0, off; tutorial split only)",
+    )
+    p.add_argument(
+        "--restore-best",
+        action=argparse.BooleanOptionalAction,
+        help="end with the weights of the epoch of lowest validation loss "
+        "(default: off; tutorial split only)",
+    )
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="tutorial (default): 45,000/15,000 of the training set; official: 60,000/10,000 test",
+    )
+    p.add_argument("--validation-size", type=_positive_int, help=_defaults_help("validation_size"))
+    p.add_argument("--seed", type=_non_negative_int, help=_defaults_help("seed"))
+
+
+def _defaults_help(field: str, tutorial: str | None = None) -> str:
+    """'(default: V; cnn: W, ...)': the tutorial's value, then the models' own."""
+    from digitlab import models
+    from digitlab.config import TrainConfig
+
+    def shown(value) -> str:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, tuple):
+            return ",".join(map(str, value))
+        return str(value)
+
+    text = tutorial if tutorial is not None else shown(getattr(TrainConfig(), field))
+    own = [
+        f"{kind.name}: {shown(kind.defaults[field])}"
+        for kind in models.kinds()
+        if field in kind.defaults
+    ]
+    return f"(default: {text}{'; ' + ', '.join(own) if own else ''})"
+
+
+def _add_experiment_options(p: argparse.ArgumentParser) -> None:
+    from digitlab.config import SPLITS
+
+    p.add_argument(
+        "--split", choices=SPLITS, default="tutorial", help="tutorial (default) or official"
+    )
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="epochs for Keras models (default: each model's own: mlp 20, cnn 15, cnn-fast 1)",
+    )
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder with the four IDX files (default: $DIGITLAB_DATA_DIR, the cache, or download)",
+    )
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="a known dataset: mnist (default) or fashion-mnist; with --data-dir, the folder "
+        "must hold it (default there: whatever the folder holds)",
+    )
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, e.g. 256,128. Received: {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, e.g. 256,128. Received: {text!r}"
+        )
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated model names, e.g. mlp,rf. Received: {text!r}"
+        )
+    return names
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer. Received: {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1]. Received: {text!r}")
+    return value
+
+

@@ -1,0 +1,171 @@
+"""The Keras model kinds: mlp (the tutorial), cnn and cnn-fast.
+
+Each trains the same way (:func:`fit_keras`): build and compile the network
+(:mod:`digitlab.models.networks`), then Keras' ``fit`` with the training steps
+run on the device (:mod:`digitlab.models._jax_fit`), validation on the
+evaluation images, per-epoch timings and the compilation time measured.
+Keras is imported only when a kind trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+
+from digitlab.models.registry import ModelKind, TrainResult, register
+
+#: Training batches run per compiled call on JAX (see :mod:`digitlab.models._jax_fit`);
+#: callbacks and the progress bar update at this granularity.
+STEPS_PER_CALL = 32
+#: Validation needs no small batches: fewer, larger calls are faster.
+VALIDATION_BATCH_SIZE = 1024
+
+
+def validation_batch_size(images: int) -> int:
+    """Batches of at most :data:`VALIDATION_BATCH_SIZE`, as equal as possible:
+    15,000 images go in 15 batches of 1,000, so no smaller last batch needs a
+    compilation of its own."""
+    batches = max(1, math.ceil(images / VALIDATION_BATCH_SIZE))
+    return max(1, math.ceil(images / batches))
+
+
+def stopping_callbacks(config) -> list:
+    """Keras callbacks for ``config.early_stopping`` (stop once the validation
+    loss has not improved for that many epochs) and ``config.restore_best``
+    (end with the weights of the epoch of lowest validation loss)."""
+    if not (config.early_stopping or config.restore_best):
+        return []
+    from digitlab._backend import keras
+
+    return [
+        keras().callbacks.EarlyStopping(
+            monitor="val_loss",
+            # Without early stopping, patience beyond the last epoch never stops.
+            patience=config.early_stopping or config.epochs,
+            restore_best_weights=config.restore_best,
+        )
+    ]
+
+
+def _timer_class():
+    from digitlab._backend import keras
+
+    class Timer(keras().callbacks.Callback):
+        """Seconds per epoch, and per compiled call of training and validation.
+
+        The first call of each compiled function includes tracing and XLA's
+        compilation; the calls after it run the same program, so
+        ``compile_seconds`` is the first call's excess over the typical call.
+        """
+
+        def on_train_begin(self, logs=None):
+            self.seconds, self.calls = [], {"train": [], "test": []}
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._epoch)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._call = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.calls["train"].append(time.perf_counter() - self._call)
+
+        def on_test_batch_begin(self, batch, logs=None):
+            self._call = time.perf_counter()
+
+        def on_test_batch_end(self, batch, logs=None):
+            self.calls["test"].append(time.perf_counter() - self._call)
+
+        def compile_seconds(self) -> float:
+            total = 0.0
+            for durations in self.calls.values():
+                if len(durations) >= 2:
+                    total += max(0.0, durations[0] - statistics.median(durations[1:]))
+                elif durations:
+                    total += durations[0]
+            return total
+
+    return Timer()
+
+
+def fit_keras(config, parts, *, class_names, image_shape, verbose, log, callbacks=()):
+    """Build ``config.model``'s network, train it with Keras' ``fit`` and time it."""
+    from digitlab import _backend
+    from digitlab.models import _jax_fit, networks
+
+    _backend.set_seed(config.seed)
+    steps_per_epoch = math.ceil(len(parts.x_train) / config.batch_size)
+    model = networks.build_model(
+        config, image_shape, len(class_names), steps_per_epoch=steps_per_epoch
+    )
+    if verbose:
+        model.summary(print_fn=lambda line, *a, **k: print(line, file=log))
+    timer = _timer_class()
+    with contextlib.redirect_stdout(log):
+        start = time.perf_counter()
+        history = _jax_fit.fit(
+            model,
+            parts.x_train,
+            parts.y_train,
+            batch_size=config.batch_size,
+            steps_per_call=STEPS_PER_CALL,
+            epochs=config.epochs,
+            validation_data=(parts.x_eval, parts.y_eval),
+            validation_batch_size=validation_batch_size(len(parts.x_eval)),
+            shuffle=True,
+            verbose=verbose,
+            callbacks=[timer, *stopping_callbacks(config), *callbacks],
+        )
+        train_seconds = time.perf_counter() - start
+    return TrainResult(
+        model=model,
+        params=int(model.count_params()),
+        train_seconds=train_seconds,
+        compile_seconds=min(timer.compile_seconds(), train_seconds),
+        epoch_seconds=list(timer.seconds),
+        history={key: [float(v) for v in values] for key, values in history.history.items()},
+    )
+
+
+for _kind in (
+    ModelKind(
+        "mlp",
+        "the tutorial's network: Dense(128, relu) -> Dense(10, softmax), any --hidden sizes",
+        fit_keras,
+        format="keras",
+    ),
+    ModelKind(
+        "cnn",
+        "the strong convnet: 2x2-folded pixels, batch norm, augmentation, Adam + cosine",
+        fit_keras,
+        format="keras",
+        defaults={
+            "optimizer": "adam",
+            "learning_rate": 0.002,
+            "lr_schedule": "cosine",
+            "epochs": 15,
+            "dropout_rate": 0.3,
+            "label_smoothing": 0.1,
+            "augment": True,
+        },
+    ),
+    ModelKind(
+        "cnn-fast",
+        "the quick convnet: one epoch to ~99% on MNIST",
+        fit_keras,
+        format="keras",
+        defaults={
+            "optimizer": "adam",
+            "learning_rate": 0.002,
+            "lr_schedule": "cosine",
+            "epochs": 1,
+            "batch_size": 32,
+        },
+    ),
+):
+    register(_kind)
