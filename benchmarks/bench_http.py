@@ -5,7 +5,9 @@ each payload (a 280x280 canvas PNG as the drawing page sends it, and JSON 28x28
 pixels) and each number of concurrent clients (1, 16, 64) sends requests from an
 asyncio + httpx load generator for ``--seconds`` seconds (at most ``--max-requests``
 requests) and prints p50/p99 latency of the answered requests, throughput, 503s
-(load shed) and other errors.  Client and server share this machine's cores.
+(load shed, with their p99 latency) and other errors, then one line per goal of
+issue 11 (measured, goal, met or not met).  Client and server share this
+machine's cores, so the figures move with whatever else runs on it.
 
     python benchmarks/bench_http.py [--run RUN] [--seconds 5] [--max-concurrency N]
 """
@@ -62,6 +64,7 @@ def server(run_dir: Path, extra: list[str]):
 async def load(url: str, request: dict, *, clients: int, seconds: float, max_requests: int):
     """``clients`` concurrent loops of requests for ``seconds`` (bounded by ``max_requests``)."""
     latencies: list[float] = []
+    shed_latencies: list[float] = []
     statuses: dict[int | str, int] = {}
     sent = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -83,12 +86,48 @@ async def load(url: str, request: dict, *, clients: int, seconds: float, max_req
                     key = type(error).__name__
                 if key == 200:
                     latencies.append(time.perf_counter() - start)
+                elif key == 503:
+                    shed_latencies.append(time.perf_counter() - start)
                 statuses[key] = statuses.get(key, 0) + 1
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - began
-    return np.array(latencies), statuses, elapsed
+    return np.array(latencies), np.array(shed_latencies), statuses, elapsed
+
+
+GOALS = """\
+JSON pixels p99 at 16 clients <= 100 ms
+JSON pixels served p99 at 64 clients <= 250 ms
+JSON pixels 503 p99 at 64 clients < 50 ms
+canvas PNG served p99 at 64 clients <= 250 ms
+canvas PNG 503 p99 at 64 clients < 50 ms
+canvas PNG throughput at 16 clients >= 150 req/s"""
+
+
+def goal_lines(results: dict) -> list[str]:
+    """One line per goal: what was measured, the goal, met or not met."""
+    lines = []
+    for goal in GOALS.splitlines():
+        words = goal.split()
+        payload = " ".join(words[:2])
+        clients = int(words[words.index("clients") - 1])
+        limit = float(words[-2])
+        got = results.get((payload, clients))
+        if got is None:
+            lines.append(f"goal: {goal}: not measured (level not run)")
+            continue
+        if "throughput" in goal:
+            value, unit, met = got["rate"], "req/s", got["rate"] >= limit
+        else:
+            value = got["shed_p99" if "503" in goal else "p99"]
+            unit = "ms"
+            met = value < limit if "<" in goal and "<=" not in goal else value <= limit
+            if "503" in goal and not got["shed"]:
+                lines.append(f"goal: {goal}: measured no 503 (nothing shed): not met")
+                continue
+        lines.append(f"goal: {goal}: measured {value:.1f} {unit}: {'met' if met else 'NOT MET'}")
+    return lines
 
 
 def main() -> None:
@@ -118,6 +157,7 @@ def main() -> None:
         "JSON pixels": {"json": {"pixels": mnist_pixels()}},
     }
     levels = [int(n) for n in args.clients.split(",")]
+    results: dict = {}
     with server(run_dir, extra) as url:
         with httpx.Client(base_url=url, trust_env=False) as client:
             limits = client.get("/api/model").json()["limits"]
@@ -128,7 +168,7 @@ def main() -> None:
         )
         for name, request in payloads.items():
             for clients in levels:
-                latencies, statuses, elapsed = asyncio.run(
+                latencies, shed_latencies, statuses, elapsed = asyncio.run(
                     load(
                         url,
                         request,
@@ -142,11 +182,22 @@ def main() -> None:
                 errors = sum(v for k, v in statuses.items() if k not in (200, 503))
                 p50 = np.median(latencies) * 1e3 if ok else float("nan")
                 p99 = np.percentile(latencies, 99) * 1e3 if ok else float("nan")
+                shed_p99 = np.percentile(shed_latencies, 99) * 1e3 if shed else float("nan")
+                results[(name, clients)] = {
+                    "p99": p99,
+                    "shed_p99": shed_p99,
+                    "shed": shed,
+                    "rate": ok / elapsed,
+                }
                 print(
                     f"{name:<12} {clients:>3} clients: p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
-                    f"{ok / elapsed:7.1f} req/s  ({ok} ok, {shed} shed with 503, "
-                    f"{errors} errors{'' if not errors else ' ' + str(statuses)})"
+                    f"{ok / elapsed:7.1f} req/s  ({ok} ok, {shed} shed with 503"
+                    f"{f' p99 {shed_p99:.1f} ms' if shed else ''}, "
+                    f"{errors} errors{'' if not errors else ' ' + str(statuses)})",
+                    flush=True,
                 )
+    for line in goal_lines(results):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-#: What a Keras run folder holds.
+#: What a run folder of the MLP holds (a convnet has no weights.png).
 RUN_FILES = {
     "model.keras",
     "config.json",
@@ -25,6 +25,10 @@ RUN_FILES = {
     "training_curves.png",
     "predictions.png",
     "mistakes.png",
+    "reliability.png",
+    "weights.png",
+    "saliency.png",
+    "report.html",
 }
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"

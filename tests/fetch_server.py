@@ -8,6 +8,7 @@ import io
 import pickle
 import struct
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -125,23 +126,97 @@ class MirrorServer:
     ``url("good")`` serves them; ``"missing"`` answers 404; ``"truncated"``
     declares the full length but sends half and hangs up; ``"wrong"`` sends other
     bytes of the same length; ``"slow"`` says nothing for ``slow_seconds``.
+    Hostile ones: ``"endless"`` sends the file, then zeros, with no length, until
+    the client hangs up; ``"huge"`` does the same after claiming
+    ``Content-Length: 10 GB``; ``"trickle"`` declares the right length and sends
+    one byte every ``trickle_seconds``; ``"stall"`` sends the first half, then
+    waits ``stall_seconds`` before the rest; ``"redirect"`` redirects to itself.
+    Odd but honest ones: ``"chunked"`` sends the file with chunked transfer
+    encoding (no length); ``"encoded"`` labels it ``Content-Encoding: gzip``.
     ``delay`` makes every good answer wait that long (to make fetches overlap).
-    ``requests`` lists the paths asked for.
+    ``requests`` lists the paths asked for; ``sent`` counts the body bytes each
+    behaviour sent.  Every behaviour ends when the server is closed.
     """
 
-    def __init__(self, files: dict[str, bytes], *, slow_seconds=10.0, delay=0.0) -> None:
+    def __init__(
+        self,
+        files: dict[str, bytes],
+        *,
+        slow_seconds=10.0,
+        delay=0.0,
+        trickle_seconds=2.0,
+        stall_seconds=60.0,
+    ) -> None:
         self.files = files
         self.requests: list[str] = []
+        self.sent: dict[str, int] = {}
         self._stop = threading.Event()
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def send(self, behaviour, data):
+                self.wfile.write(data)
+                self.wfile.flush()
+                mirror.sent[behaviour] = mirror.sent.get(behaviour, 0) + len(data)
+
             def do_GET(self):
                 mirror.requests.append(self.path)
                 behaviour, _, name = self.path.strip("/").partition("/")
                 body = mirror.files.get(name)
                 if body is None or behaviour == "missing":
                     self.send_error(404)
+                    return
+                if behaviour == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if behaviour in ("endless", "huge"):
+                    self.close_connection = True
+                    self.send_response(200)
+                    if behaviour == "huge":
+                        self.send_header("Content-Length", str(10 * 10**9))
+                    self.end_headers()
+                    self.send(behaviour, body)
+                    zeros = bytes(64 * 1024)
+                    deadline = time.monotonic() + 60  # bounded even if nobody hangs up
+                    while not mirror._stop.is_set() and time.monotonic() < deadline:
+                        self.send(behaviour, zeros)
+                    return
+                if behaviour == "chunked":
+                    self.protocol_version = "HTTP/1.1"
+                    self.close_connection = True
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for start in range(0, len(body), 50_000):
+                        part = body[start : start + 50_000]
+                        self.send(behaviour, b"%x\r\n%s\r\n" % (len(part), part))
+                    self.send(behaviour, b"0\r\n\r\n")
+                    return
+                if behaviour == "encoded":
+                    self.send_response(200)
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.send(behaviour, body)
+                    return
+                if behaviour in ("trickle", "stall"):
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if behaviour == "trickle":
+                        for index in range(len(body)):
+                            if mirror._stop.wait(trickle_seconds if index else 0):
+                                return
+                            self.send(behaviour, body[index : index + 1])
+                    else:
+                        half = len(body) // 2
+                        self.send(behaviour, body[:half])
+                        if mirror._stop.wait(stall_seconds):
+                            return
+                        self.send(behaviour, body[half:])
                     return
                 if behaviour == "slow":
                     mirror._stop.wait(slow_seconds)

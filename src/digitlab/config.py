@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,10 @@ SPLITS = ("tutorial", "official")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linear")
 LR_SCHEDULES = ("constant", "cosine")
+#: Seeds are what every backend's generator accepts: 0 <= seed < 2**32.
+MAX_SEED = 2**32
+#: Training computes in float32: a larger rate would become infinity.
+MAX_LEARNING_RATE = 3.4e38
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -49,6 +54,12 @@ class TrainConfig:
     #: A known dataset's name (``mnist``, ``fashion-mnist``); None: MNIST, or
     #: whatever the data folder holds.
     dataset: str | None = None
+    #: Fit a temperature on validation data after training so that the
+    #: probabilities mean what they say (see :func:`digitlab.evaluation.fit_temperature`).
+    calibrate: bool = True
+    #: On the official split (whose evaluation set is the test set), this many
+    #: seeded training images are held out to validate and calibrate on.
+    calibration_size: int = 5000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -62,22 +73,32 @@ class TrainConfig:
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("split", self.split, SPLITS)
-        if not 0.0 <= self.dropout_rate < 1.0:
+        if not isinstance(self.dropout_rate, numbers.Real) or not 0.0 <= self.dropout_rate < 1.0:
             raise ConfigError(
                 f"dropout_rate: expected a number in [0, 1). Received: {self.dropout_rate!r}"
             )
-        if self.learning_rate is not None and not self.learning_rate > 0:
+        rate = self.learning_rate
+        if rate is not None and (
+            not isinstance(rate, numbers.Real)
+            or isinstance(rate, bool)
+            or not math.isfinite(rate)
+            or not 0 < rate <= MAX_LEARNING_RATE
+        ):
             raise ConfigError(
-                f"learning_rate: expected a positive number. Received: {self.learning_rate!r}"
+                f"learning_rate: expected a positive number, finite and at most "
+                f"{MAX_LEARNING_RATE:g} (float32's largest). Received: {rate!r}"
             )
-        for name in ("epochs", "batch_size", "validation_size"):
+        for name in ("epochs", "batch_size", "validation_size", "calibration_size"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ConfigError(
                     f"{name}: expected a positive integer. Received: {name}={value!r}"
                 )
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ConfigError(f"seed: expected a non-negative integer. Received: {self.seed!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed < MAX_SEED:
+            raise ConfigError(
+                f"seed: expected a non-negative integer below 2**32 ({MAX_SEED}), what "
+                f"every backend's generator takes. Received: {self.seed!r}"
+            )
         if self.dataset is not None and (not isinstance(self.dataset, str) or not self.dataset):
             raise ConfigError(
                 f"dataset: expected a dataset name or None. Received: dataset={self.dataset!r}"
@@ -91,7 +112,7 @@ class TrainConfig:
             raise ConfigError(
                 f"label_smoothing: expected a number in [0, 1). Received: {smoothing!r}"
             )
-        for name in ("augment", "restore_best"):
+        for name in ("augment", "restore_best", "calibrate"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name}: expected true or false. Received: {name}={value!r}")
@@ -122,10 +143,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["hidden"] = list(self.hidden)
-        if data["dataset"] is None:
-            # Configs of 0.1.0 had no such field: leaving it out keeps their
-            # JSON, and so the keys of existing sweep trials, unchanged.
-            del data["dataset"]
+        for name, default in _ADDED_SINCE_0_1.items():
+            if data[name] == default:
+                # Configs of 0.1.0 had no such field: leaving it out at its default
+                # keeps their JSON, and so the keys of existing sweep trials, unchanged.
+                del data[name]
         return data
 
     @classmethod
@@ -141,6 +163,10 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+#: Fields added after digitlab 0.1.0, with the default a 0.1.0 config.json means.
+_ADDED_SINCE_0_1 = {"dataset": None, "calibrate": True, "calibration_size": 5000}
 
 
 def _is_int(value: object) -> bool:

@@ -134,6 +134,32 @@ def evaluate(
     return score(probs, labels, set_name=set_name, class_names=class_names)
 
 
+def fit_temperature(probabilities, labels) -> float:
+    """The temperature ``T`` that minimises the log-loss of ``temper(p, T)`` on
+    these (validation) labels: Guo et al.'s temperature scaling, one number
+    fitted by a bounded search over ``log T`` in [log 0.05, log 20]."""
+    from scipy.optimize import minimize_scalar
+
+    probs = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0)
+    labels = np.asarray(labels).astype(np.int64)
+    if probs.ndim != 2 or labels.shape != (probs.shape[0],) or not len(labels):
+        raise DataError(
+            f"calibration: expected probabilities (n, k) and labels (n,), n >= 1. "
+            f"Found {probs.shape} and {labels.shape}"
+        )
+    logits = np.log(probs)
+    rows = np.arange(len(labels))
+
+    def loss(log_t: float) -> float:
+        scaled = logits / np.exp(log_t)
+        scaled -= scaled.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(scaled).sum(axis=1))
+        return float((log_norm - scaled[rows, labels]).mean())
+
+    found = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(found.x))
+
+
 def expected_calibration_error(probabilities, labels, *, bins: int = ECE_BINS) -> float:
     """Mean |confidence - accuracy| over equal-width confidence bins, weighted by
     how many predictions fall in each bin (0 = perfectly calibrated)."""

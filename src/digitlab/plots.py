@@ -60,14 +60,81 @@ def plot_training_curves(history: dict, *, axes=None):
     else:
         fig = axes[0].figure
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        shown = []
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             if history.get(key):
-                values = history[key]
-                ax.plot(range(1, len(values) + 1), values, marker=".", label=label)
+                values = list(history[key])
+                shown += values
+                ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
+                if len(values) == 1:  # one epoch: a point, so say its value
+                    ax.annotate(
+                        f"{values[0]:.4f}",
+                        (1, values[0]),
+                        textcoords="offset points",
+                        xytext=(8, 0),
+                        va="center",
+                    )
+        epochs = max((len(history.get(k) or ()) for k in (metric, f"val_{metric}")), default=0)
+        if epochs:
+            # Whole epochs only, and room around one or two points: a one-epoch run
+            # is not a trend.
+            ax.set_xlim(0.5, epochs + 0.5)
+            ax.set_xticks(range(1, epochs + 1, max(1, epochs // 10)))
+        if shown:
+            low, high = min(shown), max(shown)
+            pad = max(0.05 * (high - low), 0.02 * max(abs(high), 1e-3))
+            low, high = low - pad, high + pad
+            if metric == "accuracy":
+                low, high = max(0.0, low), min(1.0, high)
+            ax.set_ylim(max(0.0, low), high)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(evaluation, *, ax=None, bins: int = 15):
+    """The reliability diagram: in each band of confidence, how often the
+    answer was right (bars) against the confidence itself (the diagonal a
+    calibrated model follows); the share of answers per band underneath."""
+    fig, ax = _figure(ax, (5.5, 5))
+    probs = evaluation.probabilities
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == evaluation.labels
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    right = np.bincount(which, weights=correct, minlength=bins)
+    centres = (np.arange(bins) + 0.5) / bins
+    accuracy = np.divide(right, counts, out=np.zeros(bins), where=counts > 0)
+    shown = counts > 0
+    ax.bar(
+        centres[shown],
+        accuracy[shown],
+        width=1 / bins,
+        edgecolor="black",
+        alpha=0.8,
+        label="accuracy in the band",
+    )
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (the top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability: ECE {evaluation.ece:.4f} on {evaluation.size:,} {evaluation.set}")
+    share = ax.twinx()
+    share.bar(
+        centres,
+        counts / max(counts.sum(), 1),
+        width=1 / bins,
+        color="tab:orange",
+        alpha=0.25,
+        label="share of answers",
+    )
+    share.set_ylim(0, 4)
+    share.set_yticks([])
+    ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -144,14 +211,87 @@ def plot_samples(images, labels, class_names, *, count: int = 32, columns: int =
     return fig
 
 
-def save_report(folder, evaluation, history: dict, images) -> dict[str, str]:
-    """Write the four report PNGs of a run into ``folder``; return name → file."""
+def plot_weights(weights, *, count: int = 64, columns: int = 16):
+    """The first layer's weights, one small picture per hidden unit: red where a
+    bright pixel raises the unit's input, blue where it lowers it."""
+    weights = np.asarray(weights)[:count]
+    rows = -(-len(weights) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(columns * 0.75, rows * 0.75 + 0.5), squeeze=False
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, w in zip(axes.ravel(), weights, strict=False):
+        limit = float(np.abs(w).max()) or 1.0
+        ax.imshow(w, cmap="bwr", vmin=-limit, vmax=limit)
+    fig.suptitle(f"What the first layer learned: the weights of {len(weights)} hidden units")
+    fig.tight_layout()
+    return fig
+
+
+def plot_saliency(images, maps, titles, *, columns: int = 4):
+    """Each image beside its saliency map (red: pixels that pushed the answer
+    up, blue: pixels that pushed it down)."""
+    count = len(images)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(
+        rows, 2 * columns, figsize=(2.6 * columns, 1.5 * rows + 0.4), squeeze=False
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k in range(count):
+        image_ax, map_ax = (
+            axes[k // columns, 2 * (k % columns)],
+            axes[k // columns, 2 * (k % columns) + 1],
+        )
+        _show_image(image_ax, images[k])
+        image_ax.set_title(titles[k], fontsize=8)
+        limit = float(np.abs(maps[k]).max()) or 1.0
+        map_ax.imshow(maps[k], cmap="bwr", vmin=-limit, vmax=limit)
+        map_ax.set_title("why", fontsize=8)
+    fig.suptitle("Why: which pixels made it say so (gradient x input)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _look_inside(classifier, evaluation, images) -> dict:
+    """The weights (MLP) and saliency (the worst mistakes) figures, where the
+    model is a Keras network."""
+    from digitlab import inside
+    from digitlab.errors import ConfigError
+
+    if classifier is None or not hasattr(classifier.model, "layers"):
+        return {}
+    figures = {}
+    try:
+        figures["weights"] = plot_weights(inside.first_layer_weights(classifier))
+    except ConfigError:
+        pass  # a convnet: its first layer does not see whole images
+    chosen = np.asarray(evaluation.mistakes[:8], dtype=np.int64)
+    if len(chosen):
+        maps = inside.saliency(classifier, images[chosen])
+        names = evaluation.class_names
+        predicted = evaluation.predictions[chosen]
+        titles = [
+            f"{names[evaluation.labels[i]]} read as {names[p]}"
+            for i, p in zip(chosen, predicted, strict=True)
+        ]
+        figures["saliency"] = plot_saliency(images[chosen], maps, titles)
+    return figures
+
+
+def save_report(folder, evaluation, history: dict, images, classifier=None) -> dict[str, str]:
+    """Write the report PNGs of a run into ``folder``; return name → file.
+    With the run's ``classifier`` (a Keras network), also what it learned
+    (``weights.png``, the MLP) and why it made its worst mistakes (``saliency.png``)."""
     folder = Path(folder)
     figures = {
         "confusion_matrix": plot_confusion_matrix(evaluation),
         "training_curves": plot_training_curves(history) if history else None,
         "predictions": plot_predictions(images, evaluation),
         "mistakes": plot_mistakes(images, evaluation),
+        "reliability": plot_reliability(evaluation),
+        **_look_inside(classifier, evaluation, images),
     }
     written = {}
     for name, fig in figures.items():
@@ -162,12 +302,29 @@ def save_report(folder, evaluation, history: dict, images) -> dict[str, str]:
     return written
 
 
-def save_figure(fig, path) -> None:
-    """Save ``fig`` as a PNG and close it (figures are not garbage-collected otherwise)."""
+#: The PNG "Software" text every figure digitlab saves carries, so that it can
+#: tell its own files from a user's before writing over one.
+SOFTWARE_TAG = "digitlab"
+
+
+def save_figure(fig, path, *, format: str = "png") -> None:
+    """Save ``fig`` as a PNG (to a path or a binary file object), tagged as
+    digitlab's, and close it (figures are not garbage-collected otherwise)."""
     try:
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, format=format, metadata={"Software": SOFTWARE_TAG})
     finally:
         plt.close(fig)
+
+
+def is_own_png(path) -> bool:
+    """Whether ``path`` is a PNG that digitlab saved (see :data:`SOFTWARE_TAG`)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.info.get("Software") == SOFTWARE_TAG
+    except (OSError, ValueError):
+        return False
 
 
 def _figure(ax, size):

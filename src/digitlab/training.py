@@ -8,14 +8,18 @@ evaluation set, and saves the run.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 import time
 
+import numpy as np
+
 from digitlab import data as data_module
-from digitlab import models, plots, runs
+from digitlab import models, plots, report, runs
 from digitlab.config import TrainConfig
-from digitlab.evaluation import evaluate
+from digitlab.errors import ConfigError
+from digitlab.evaluation import evaluate, fit_temperature, score
 from digitlab.inference.formats import get_format
 
 
@@ -50,9 +54,10 @@ def train(
     parts = data_module.split(
         dataset, config.split, seed=config.seed, validation_size=config.validation_size
     )
+    fit_parts = _held_out(parts, config)
     result = kind.fit(
         config,
-        parts,
+        fit_parts,
         class_names=dataset.class_names,
         image_shape=dataset.image_shape,
         verbose=verbose,
@@ -65,6 +70,7 @@ def train(
         image_shape=dataset.image_shape,
         model_name=config.model,
     )
+    calibration = _calibrate(classifier, fit_parts) if config.calibrate else None
 
     start = time.perf_counter()
     evaluation = evaluate(
@@ -87,7 +93,7 @@ def train(
         verified=dataset.verified,
         class_names=tuple(dataset.class_names),
         image_shape=tuple(dataset.image_shape),
-        train_size=int(parts.x_train.shape[0]),
+        train_size=int(fit_parts.x_train.shape[0]),
         eval_set=parts.eval_set,
         eval_size=int(evaluation.size),
     )
@@ -102,16 +108,30 @@ def train(
         seconds_per_epoch=statistics.median(seconds[1:] or seconds) if seconds else None,
         predict_seconds_per_10k=predict_seconds * 10_000 / max(evaluation.size, 1),
         data=data_info,
+        calibration=calibration,
         versions=runs.versions(),
         extra={kind.info_key: result.info} if kind.info_key and result.info else {},
     )
 
+    target = run_dir if run_dir is not None else runs.default_run_dir(config.model)
+
     def write_plots(folder) -> None:
         if plots_enabled:
-            plots.save_report(folder, evaluation, history.to_dict(), parts.x_eval)
+            plots.save_report(
+                folder, evaluation, history.to_dict(), parts.x_eval, classifier=classifier
+            )
+        draft = runs.Run(
+            path=target,
+            config=config,
+            classifier=classifier,
+            info=info,
+            history=history,
+            metrics=metrics,
+        )
+        report.write_report(draft, folder)
 
     path, info = runs.save_run(
-        run_dir if run_dir is not None else runs.default_run_dir(config.model),
+        target,
         config=config,
         model=result.model,
         model_format=model_format,
@@ -121,6 +141,61 @@ def train(
         write_extras=write_plots,
     )
     return runs.Run(
-        path=path, config=config, classifier=classifier, info=info, history=history,
+        path=path,
+        config=config,
+        classifier=classifier,
+        info=info,
+        history=history,
         metrics=metrics,
     )
+
+
+def _held_out(parts: data_module.Split, config: TrainConfig) -> data_module.Split:
+    """What the model fits and validates on.  On the official split the
+    evaluation set is the test set, evaluated once at the end: so that
+    validation curves and the temperature never see it, ``calibration_size``
+    (at most a tenth) seeded training images are held out as the validation set (with
+    ``calibrate`` off, the 0.1.0 behaviour: all 60,000 train, the test set
+    validates)."""
+    if config.split != "official" or not config.calibrate:
+        return parts
+    n = len(parts.x_train)
+    if n < 20:
+        raise ConfigError(
+            f"calibration_size: expected at least 20 training images to hold some out. "
+            f"Found {n}"
+        )
+    # At most a tenth of the training images: a small dataset keeps most to learn from.
+    held_out = min(config.calibration_size, n // 10)
+    order = np.random.default_rng(config.seed).permutation(n)
+    keep, held = (
+        np.sort(order[:-held_out]),
+        np.sort(order[-held_out:]),
+    )
+    return dataclasses.replace(
+        parts,
+        x_train=parts.x_train[keep],
+        y_train=parts.y_train[keep],
+        labels_train=parts.labels_train[keep],
+        x_eval=parts.x_train[held],
+        y_eval=parts.y_train[held],
+        labels_eval=parts.labels_train[held],
+        eval_set="validation",
+        eval_indices=held,
+    )
+
+
+def _calibrate(classifier, parts: data_module.Split) -> dict:
+    """Fit the classifier's temperature on the validation images; return what
+    ``run.json`` records of it."""
+    before = score(classifier.predict_proba(parts.x_eval), parts.labels_eval)
+    temperature = fit_temperature(before.probabilities, parts.labels_eval)
+    classifier.temperature = temperature
+    return {
+        "method": "temperature",
+        "temperature": temperature,
+        "fitted_on": parts.eval_set,
+        "size": int(before.size),
+        "ece_before": before.ece,
+        "loss_before": before.loss,
+    }

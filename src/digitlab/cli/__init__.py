@@ -27,13 +27,23 @@ _FIELD = re.compile(r"^([a-z_][a-z0-9_]*): ")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    from digitlab import _backend
+
+    _backend.lean_import = True  # see there: Keras without its unused extras
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((w for w in words if not w.startswith("-")), None))
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE
+    from digitlab import _interrupts
+
+    _interrupts.install()
     try:
         return args.handler(args) or 0
+    except _interrupts.Terminated:
+        print("digitlab: terminated", file=sys.stderr)
+        return 143
     except DigitlabError as exc:
         return fail(as_flags(str(exc), getattr(args, "flags", {})))
     except OSError as exc:  # permissions, full disk, a path that is a file…

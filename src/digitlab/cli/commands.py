@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from digitlab import _files
-from digitlab.cli.output import EXIT_USAGE, fail, print_json
+from digitlab.cli.output import fail, print_json
 from digitlab.errors import ConfigError
 
 _TRAIN_FIELDS = (
@@ -26,6 +26,8 @@ _TRAIN_FIELDS = (
     "validation_size",
     "seed",
     "dataset",
+    "calibrate",
+    "calibration_size",
 )
 
 
@@ -41,14 +43,34 @@ def _train_config(args):
 
 
 def cmd_train(args) -> int:
-    from digitlab.training import train
+    from digitlab.runs import default_run_dir
 
     config = _train_config(args)
+    run_dir = args.run_dir if args.run_dir is not None else default_run_dir(config.model)
+    try:
+        return _train_and_report(args, config, run_dir)
+    except KeyboardInterrupt:
+        # Interrupted after the run folder was renamed into place: the run is
+        # complete, so say where it is before saying it was interrupted.
+        if _is_saved_run(run_dir):
+            print(f"run folder: {run_dir}", file=sys.stderr if args.json else sys.stdout)
+        raise
+
+
+def _is_saved_run(path: Path) -> bool:
+    from digitlab.runs.schema import METRICS_FILE
+
+    return path.is_dir() and not path.is_symlink() and (path / METRICS_FILE).is_file()
+
+
+def _train_and_report(args, config, run_dir: Path) -> int:
+    from digitlab.training import train
+
     log = sys.stderr if args.json else sys.stdout
     run = train(
         config,
         data_dir=args.data_dir,
-        run_dir=args.run_dir,
+        run_dir=run_dir,
         verbose=0 if args.quiet else 1,
         plots_enabled=not args.no_plots,
         log=log,
@@ -59,7 +81,24 @@ def cmd_train(args) -> int:
         return 0
     print(f"\n{run.params:,} {run.info.size_unit}, trained in {run.info.train_seconds:.1f} s")
     _print_evaluation(metrics)
+    calibration = run.info.calibration
+    if calibration:
+        print(
+            f"calibrated: temperature {calibration['temperature']:.3f} fitted on "
+            f"{calibration['size']:,} {calibration['fitted_on']} images "
+            f"(ECE there {calibration['ece_before']:.4f} before)"
+        )
     print(f"run folder: {run.path}")
+    if run.is_digits:
+        if run.config.model != "cnn":
+            print(
+                "to read your own handwriting, train the strong model: "
+                "digitlab train --model cnn --split official"
+            )
+        print(
+            f"read photos: digitlab predict {run.path} photo.jpg; "
+            f"draw on a page: digitlab serve {run.path}"
+        )
     return 0
 
 
@@ -74,119 +113,48 @@ def cmd_evaluate(args) -> int:
         print_json(_run_summary(run, metrics))
     else:
         _print_evaluation(metrics)
+        print()
+        print(classification_table(metrics))
+        print(
+            f"\nECE {metrics['ece']:.4f}: when the model says it is p sure, it is right "
+            f"p of the time give or take {metrics['ece']:.1%} on average "
+            "(expected calibration error over 15 confidence bands; 0 is perfect)."
+        )
     return 0
 
 
-def cmd_predict(args) -> int:
-    if bool(args.images) == (args.index is not None):
-        found = "both" if args.images else "neither"
-        return fail(
-            f"predict: expected image files or --index N, one of the two. Received: {found}"
+def classification_table(metrics: dict) -> str:
+    """Per-class precision, recall, F1 and support, like scikit-learn's
+    ``classification_report``, then the accuracy and the macro average."""
+    per_class = metrics["per_class"]
+    width = max(12, *(len(name) for name in per_class))
+    lines = [f"{'':>{width}}  precision  recall  f1-score  support"]
+    for name, row in per_class.items():
+        lines.append(
+            f"{name:>{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  "
+            f"{row['f1']:8.4f}  {row['support']:7,}"
         )
-    if args.images:
-        return _predict_files(args)
-    return _predict_index(args)
-
-
-def _predict_files(args) -> int:
-    """Read each image file; a bad file is one stderr line, the others still run, exit 2."""
-    from digitlab.errors import ImageError
-    from digitlab.inference import Predictor, read_image
-    from digitlab.runs import load_run
-
-    predictor = Predictor(load_run(args.run))
-    results, failed, used_names = [], 0, set()
-    for path in args.images:
-        try:
-            result = read_image(
-                predictor, path, name=str(path), single=args.single, threshold=args.threshold
-            )
-        except ImageError as exc:
-            failed += 1
-            fail(str(exc))
-            results.append({"file": str(path), "status": "error", "error": str(exc)})
-            continue
-        if args.preview is not None:
-            result["preview"] = _save_previews(args.preview, path, result["images"], used_names)
-        results.append(result)
-        if not args.json:
-            print(_describe_reading(result, args.threshold))
-    if args.json:
-        print_json(results)
-    return EXIT_USAGE if failed else 0
-
-
-def _describe_reading(result: dict, threshold: float) -> str:
-    """One line: ``digit.png: 7 (probability 0.9812; top 3: 7 0.981, 1 0.010, 9 0.004)``."""
-    top3 = ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in result["top3"])
-    if result["status"] == "no digit":
-        return f"{result['file']}: no digit found"
-    count = f"{result['digits']} digits, " if result["digits"] > 1 else ""
-    if result["status"] == "not sure":
-        best = result["top3"][0]["class_name"]
-        return (
-            f"{result['file']}: not sure ({count}best {best} with probability "
-            f"{result['probability']:.4f} < {threshold:g}; top 3: {top3})"
-        )
-    return (
-        f"{result['file']}: {result['class_name']} "
-        f"({count}probability {result['probability']:.4f}; top 3: {top3})"
+    total = sum(row["support"] for row in per_class.values())
+    k = max(len(per_class), 1)
+    macro = [sum(row[key] for row in per_class.values()) / k for key in ("precision", "recall")]
+    lines.append("")
+    lines.append(f"{'accuracy':>{width}}  {'':9}  {'':6}  {metrics['accuracy']:8.4f}  {total:7,}")
+    lines.append(
+        f"{'macro avg':>{width}}  {macro[0]:9.4f}  {macro[1]:6.4f}  "
+        f"{metrics['macro_f1']:8.4f}  {total:7,}"
     )
+    return "\n".join(lines)
 
 
-def _save_previews(folder: Path, source: Path, data_urls: list[str], used: set) -> list[str]:
-    """Write each 28x28 image the model saw as ``folder/<stem>[-k].png``, atomically."""
-    from digitlab.inference import decode_data_url
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for k, url in enumerate(data_urls, start=1):
-        stem = source.stem if len(data_urls) == 1 else f"{source.stem}-{k}"
-        name, n = f"{stem}.png", 1
-        while name in used:  # two inputs with the same name from different folders
-            n += 1
-            name = f"{stem}-{n}.png"
-        used.add(name)
-        png = decode_data_url(url)
-        _files.write_bytes(folder / name, png)
-        written.append(str(folder / name))
-    return written
-
-
-def _predict_index(args) -> int:
-    import numpy as np
-
+def cmd_report(args) -> int:
+    from digitlab.report import write_report
     from digitlab.runs import load_run
 
-    run = load_run(args.run)
-    dataset, which, x, labels = _run_data(args, run)
-    if not 0 <= args.index < len(x):
-        raise ConfigError(
-            f"--index: expected 0..{len(x) - 1} for the {len(x):,} {which} images. "
-            f"Received: {args.index}"
-        )
-    probs = run.predict_proba(x[args.index : args.index + 1])[0].astype(np.float64)
-    names = run.class_names
-    digit = int(probs.argmax())
-    result = {
-        "set": which,
-        "index": args.index,
-        "digit": digit if run.is_digits else None,
-        "class_index": digit,
-        "class_name": names[digit],
-        "true": int(labels[args.index]),
-        "probability": float(probs[digit]),
-        "probabilities": [float(p) for p in probs],
-    }
+    path = write_report(load_run(args.run))
     if args.json:
-        print_json(result)
-        return 0
-    print(f"image {args.index} of the {which} set (true label {names[result['true']]})")
-    print(f"prediction: {names[digit]} with probability {probs[digit]:.4f}")
-    width = max(3, *(len(name) for name in names))
-    for i, p in enumerate(probs):
-        bar = "█" * round(p * 40)
-        print(f"  {names[i]:>{width}}  {p:.4f}  {bar}")
+        print_json({"report": str(path)})
+    else:
+        print(f"wrote {path}")
     return 0
 
 
@@ -202,6 +170,8 @@ def cmd_serve(args) -> int:
         port=args.port,
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
+        allowed_hosts=args.allowed_hosts,
+        allow_origins=args.allow_origins,
         access_log=not args.quiet,
     )
     return 0
@@ -263,18 +233,38 @@ def cmd_data_show(args) -> int:
                 f"--index: expected 0..{len(images) - 1} for the {len(images):,} {args.set} "
                 f"images. Received: {args.index}"
             )
-        print(f"{args.set} image {args.index}: label {dataset.class_names[labels[args.index]]}")
+        label = int(labels[args.index])
+        if args.json:
+            print_json(
+                {
+                    "set": args.set,
+                    "index": args.index,
+                    "label": label,
+                    "class_name": dataset.class_names[label],
+                    "pixels": images[args.index].tolist(),
+                }
+            )
+            return 0
+        print(f"{args.set} image {args.index}: label {dataset.class_names[label]}")
         print(terminal_image(images[args.index]))
         return 0
     from digitlab import plots
 
     if args.out.suffix.lower() != ".png":
         raise ConfigError(f"--out: expected a .png file name. Received: {args.out}")
+    if args.out.exists() and not plots.is_own_png(args.out):
+        raise ConfigError(
+            f"--out: expected a new file or a PNG digitlab wrote. {args.out} exists and is "
+            "not one: choose another name"
+        )
+    count = min(args.count, len(images))
     fig = plots.plot_samples(images, labels, dataset.class_names, count=args.count)
     _files.write_with(args.out, lambda tmp: plots.save_figure(fig, tmp))
-    print(f"wrote {min(args.count, len(images))} {args.set} images to {args.out}")
+    if args.json:
+        print_json({"out": str(args.out), "set": args.set, "count": count})
+    else:
+        print(f"wrote {count} {args.set} images to {args.out}")
     return 0
-
 
 
 # --------------------------------------------------------------------------- helpers
@@ -318,9 +308,7 @@ def _run_data(args, run):
             f"--data-dir: expected the folder of the data the run was trained on "
             f"({run.info.data.name}, from {run.info.data.source})"
         )
-    dataset = data.load_dataset(
-        args.data_dir, dataset=name, progress=not (args.quiet or args.json)
-    )
+    dataset = data.load_dataset(args.data_dir, dataset=name, progress=not (args.quiet or args.json))
     if tuple(dataset.image_shape) != run.image_shape:
         raise ConfigError(
             f"--data-dir: expected images of shape {run.image_shape} like the run was trained "
@@ -346,6 +334,7 @@ def _run_summary(run, metrics: dict) -> dict:
         "config": run.config.to_dict(),
         "train_seconds": run.info.train_seconds,
         "compile_seconds": run.info.compile_seconds,
+        "calibration": run.info.calibration,
         "seconds_per_epoch": run.info.seconds_per_epoch,
         "eval": metrics,
     }

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from digitlab import __version__
-from digitlab.cli import commands, experiments
+from digitlab.cli import commands, experiments, predicting
+from digitlab.cli import tune as tune_cli
+from digitlab.cli.arguments import (
+    _int_list,
+    _name_list,
+    _non_negative_int,
+    _positive_int,
+    _probability,
+)
 from digitlab.cli.output import EXIT_USAGE
 
 
@@ -18,7 +26,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command.  With ``command`` (the one about to run),
+    the other commands' help texts are left plain: listing the model kinds
+    imports their modules, time a quick ``digitlab predict`` need not spend."""
+    global _plain_train_help
+    _plain_train_help = command is not None and command != "train"
     parser = _Parser(
         prog="digitlab",
         description="Recognise handwritten digits: the MNIST tutorial, reproduced and extended.",
@@ -83,7 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_dir(p)
     _add_output_options(p)
-    p.set_defaults(handler=commands.cmd_predict)
+    p.set_defaults(handler=predicting.cmd_predict)
+
+    p = subcommands.add_parser(
+        "report",
+        help="write the run's report.html: one self-contained file, figures included",
+        description="Write RUN/report.html again (digitlab train writes it at the end of "
+        "every run): scores and what they mean, the figures (click to enlarge), per-class "
+        "table, config and versions, in one file that opens offline and prints.",
+    )
+    p.add_argument("run", type=Path, help="run folder")
+    _add_output_options(p)
+    p.set_defaults(handler=commands.cmd_report)
 
     p = subcommands.add_parser("serve", help="serve the drawing page and the HTTP API for a run")
     p.add_argument("run", type=Path, help="run folder")
@@ -101,6 +125,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         default=16,
         help="predictions allowed to wait; beyond that requests get 503 (default: 16)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the Host header may carry besides loopback names and the bound "
+        "address (repeatable; '*': any)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        dest="allow_origins",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin (http://app.example:3000) whose pages may POST to the API "
+        "(repeatable; '*': any)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no access log")
     p.set_defaults(handler=commands.cmd_serve)
@@ -160,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(p)
     _add_output_options(p)
     p.set_defaults(handler=experiments.cmd_sweep)
+    tune_cli.add_parser(subcommands)
 
     data = subcommands.add_parser("data", help="get and inspect the dataset")
     data_commands = data.add_subparsers(
@@ -179,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=_positive_int, default=32, help="images in the grid")
     p.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG to write")
     p.add_argument("--index", type=int, help="print this one image in the terminal instead")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object (with --index: its pixels)"
+    )
     p.set_defaults(handler=commands.cmd_data_show)
     data.set_defaults(handler=lambda args: data.print_help() or EXIT_USAGE)
     _record_flags(parser)
@@ -201,8 +247,18 @@ def _record_flags(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(flags=flags)
 
 
-def _add_train_options(p: argparse.ArgumentParser) -> None:
+_plain_train_help = False
+
+
+def _model_kinds() -> list:
+    if _plain_train_help:
+        return []
     from digitlab import models
+
+    return models.kinds()
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
     from digitlab.config import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS, SPLITS, TrainConfig
 
     d = TrainConfig()
@@ -210,7 +266,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     # `--model cnn` alone trains the CNN its own way (the kind's defaults in
     # digitlab.models). See commands._train_config.
     families: dict[str, list[str]] = {}
-    for kind in models.kinds():
+    for kind in _model_kinds():
         families.setdefault(kind.family, []).append(kind.name + (" (slow)" if kind.slow else ""))
     listed = "; ".join(f"{family}: {', '.join(names)}" for family, names in families.items())
     p.add_argument(
@@ -276,11 +332,22 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--validation-size", type=_positive_int, help=_defaults_help("validation_size"))
     p.add_argument("--seed", type=_non_negative_int, help=_defaults_help("seed"))
+    p.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        help="fit a temperature on the validation images so probabilities mean what they "
+        "say (default: on)",
+    )
+    p.add_argument(
+        "--calibration-size",
+        type=_positive_int,
+        help="official split: training images held out to validate and calibrate on "
+        + _defaults_help("calibration_size"),
+    )
 
 
 def _defaults_help(field: str, tutorial: str | None = None) -> str:
     """'(default: V; cnn: W, ...)': the tutorial's value, then the models' own."""
-    from digitlab import models
     from digitlab.config import TrainConfig
 
     def shown(value) -> str:
@@ -293,7 +360,7 @@ def _defaults_help(field: str, tutorial: str | None = None) -> str:
     text = tutorial if tutorial is not None else shown(getattr(TrainConfig(), field))
     own = [
         f"{kind.name}: {shown(kind.defaults[field])}"
-        for kind in models.kinds()
+        for kind in _model_kinds()
         if field in kind.defaults
     ]
     return f"(default: {text}{'; ' + ', '.join(own) if own else ''})"
@@ -329,58 +396,3 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive integers, e.g. 256,128. Received: {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive integers, e.g. 256,128. Received: {text!r}"
-        )
-    return values
-
-
-def _name_list(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated model names, e.g. mlp,rf. Received: {text!r}"
-        )
-    return names
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer. Received: {text!r}")
-    return value
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1]. Received: {text!r}")
-    return value
-
-

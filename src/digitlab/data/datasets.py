@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.data import fetch, idx, registry
+from digitlab.data.folders import read_idx_file
 from digitlab.data.labels import check_labels, read_class_names
 from digitlab.data.registry import DATASETS, FASHION_MNIST_CLASS_NAMES, KEYS, MNIST_CLASS_NAMES
 from digitlab.errors import ConfigError, DataError
@@ -232,7 +233,7 @@ def _read_folder(folder: Path):
     paths = fetch.find_idx_files(folder)
     arrays, sha256 = {}, {}
     for key in KEYS:
-        buffer = idx.load_bytes(paths[key])
+        buffer = read_idx_file(paths[key])  # regular files only, bounded
         sha256[key] = hashlib.sha256(buffer).hexdigest()
         arrays[key] = idx.parse_idx(buffer, name=str(paths[key]))
     return arrays, paths, sha256

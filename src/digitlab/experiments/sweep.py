@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -19,16 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from digitlab import data as data_module
-from digitlab._files import write_text
+from digitlab._files import clean_stale, one_line, write_text
 from digitlab.config import TrainConfig
 from digitlab.errors import ConfigError
 from digitlab.experiments import executors
 from digitlab.experiments.grid import data_fingerprint, trial_key, varied_fields
 from digitlab.experiments.records import trial_record
-from digitlab.experiments.reports import summarize, write_sweep_results
+from digitlab.experiments.reports import RESULTS_JSON, summarize, write_sweep_results
 from digitlab.experiments.text import cell, duration, plural
 
 TRIALS_FOLDER = "trials"
+#: A trial record is a few kilobytes; anything far larger is not one.
+MAX_RECORD_BYTES = 16 * 2**20
+#: Fields of a trial record that the summary and tables compute with.
+REQUIRED_NUMBERS = ("accuracy", "loss", "ece", "train_seconds", "params")
+OPTIONAL_NUMBERS = ("compile_seconds", "predict_seconds_per_10k", "macro_f1", "seconds_per_epoch")
 
 
 @dataclass
@@ -76,9 +82,7 @@ def run_sweep(
     log = log or sys.stdout
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers: expected a positive integer. Received: {workers!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out: expected a folder for the sweep. {out} is a file")
+    out = check_sweep_folder(out)
     configs = list(dict.fromkeys(configs))  # a repeated grid point is one trial
     varied = varied_fields(configs)
     if dataset is None:
@@ -87,7 +91,12 @@ def run_sweep(
     keys = [trial_key(config, fingerprint) for config in configs]
     trials_dir = out / TRIALS_FOLDER
     trials_dir.mkdir(parents=True, exist_ok=True)
-    done = finished_trials(trials_dir, keys)
+    for folder in (out, trials_dir):  # what a killed sweep left half-written
+        clean_stale(folder)
+    bad: list[str] = []
+    done = finished_trials(trials_dir, keys, fingerprint=fingerprint, bad=bad)
+    for problem in bad:
+        print(f"sweep: {problem}; running that trial again", file=log, flush=True)
     pending = [(key, config) for key, config in zip(keys, configs, strict=True) if key not in done]
     skipped = len(done)
     print(
@@ -157,18 +166,95 @@ def execute_trial(config: TrainConfig, dataset: data_module.Dataset, *, keep_dir
         return trial_record(run, run_dir=run_dir if keep_dir is not None else None)
 
 
-def finished_trials(trials_dir: Path, keys: Sequence[str]) -> dict[str, dict]:
+def check_sweep_folder(out) -> Path:
+    """``out`` if a sweep may write there: a new or empty folder, or one that
+    is a digitlab sweep (its ``trials/`` folder, or its ``results.json``);
+    anything else holds someone's files, which a sweep's ``results.csv`` and
+    ``summary.csv`` would replace."""
+    out = Path(out)
+    if out.is_symlink() and not out.is_dir():
+        raise ConfigError(f"out: expected a folder for the sweep. {out} is a broken symbolic link")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out: expected a folder for the sweep. {out} is a file")
+    if not out.exists() or not any(out.iterdir()):
+        return out
+    if (out / TRIALS_FOLDER).is_dir() and not (out / TRIALS_FOLDER).is_symlink():
+        return out
+    try:
+        results = json.loads((out / RESULTS_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        results = None
+    if isinstance(results, dict) and {"varied", "trials", "summary"} <= set(results):
+        return out
+    raise ConfigError(
+        f"out: expected a new or empty folder, or a sweep folder digitlab wrote. {out} holds "
+        "other files, which the sweep's results would replace"
+    )
+
+
+def finished_trials(
+    trials_dir: Path, keys: Sequence[str], *, fingerprint: str | None = None, bad=None
+) -> dict[str, dict]:
     """The records of ``keys`` already in ``trials_dir``: what a resumed sweep skips.
-    An unreadable or partial record does not count (that trial runs again)."""
+
+    A record counts only if it is this trial's: its config rebuilds, the key
+    recomputed from that config and its data fingerprint is its file's name,
+    the fingerprint is ``fingerprint`` (when given) and its figures are
+    numbers.  Anything else (unreadable, partial, tampered, another trial's)
+    does not count and that trial runs again; a one-line reason per existing
+    file is appended to ``bad`` (a list) when given.
+    """
     done = {}
     for key in keys:
-        try:
-            record = json.loads((trials_dir / f"{key}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
+        file = trials_dir / f"{key}.json"
+        if not file.exists() and not file.is_symlink():
             continue
-        if isinstance(record, dict) and "accuracy" in record:
+        problem = None
+        try:
+            if not file.is_file() or file.stat().st_size > MAX_RECORD_BYTES:
+                raise ValueError("expected a JSON trial record (a small regular file)")
+            record = json.loads(file.read_text(encoding="utf-8"))
+            problem = record_problem(record, key, fingerprint)
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+            problem = one_line(exc)
+        if problem is None:
             done[key] = record
+        elif bad is not None:
+            bad.append(f"{file}: {problem}")
     return done
+
+
+def record_problem(record, key: str, fingerprint: str | None) -> str | None:
+    """Why ``record`` is not trial ``key``'s finished record, or None."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object. Found {type(record).__name__}"
+    config = record.get("config")
+    if not isinstance(config, dict):
+        return "expected the trial's config (a JSON object). Found " + (
+            "none" if config is None else type(config).__name__
+        )
+    try:
+        config = TrainConfig.from_dict(config)
+    except (ConfigError, TypeError) as exc:
+        return f"expected a valid config. {one_line(exc)}"
+    recorded = record.get("data_fingerprint")
+    if not isinstance(recorded, str):
+        return "expected the data fingerprint it was trained on. Found none"
+    if fingerprint is not None and recorded != fingerprint:
+        return "expected a trial on this sweep's data. It was trained on other data"
+    if trial_key(config, recorded) != key or record.get("key", key) != key:
+        return "expected this trial's record. It holds another trial's (its key differs)"
+    for name in REQUIRED_NUMBERS:
+        value = record.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected {name} to be a number. Found {value!r:.40}"
+        if not math.isfinite(value):
+            return f"expected {name} to be a finite number. Found {value!r}"
+    for name in OPTIONAL_NUMBERS:
+        value = record.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"expected {name} to be a number or null. Found {value!r:.40}"
+    return None
 
 
 def _timing(record: dict) -> str:

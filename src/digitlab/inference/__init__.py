@@ -20,17 +20,28 @@ from digitlab.inference.classifier import (
     check_images,
 )
 from digitlab.inference.predictor import Predictor, as_classifier, as_predictor, predict_proba
-from digitlab.inference.reading import (
-    MNIST_SHAPE,
-    STATUS_NO_DIGIT,
-    STATUS_NOT_SURE,
-    STATUS_OK,
-    check_pixels,
-    decode_data_url,
-    png_bytes,
-    png_data_url,
-    read_image,
+
+#: Names from :mod:`~digitlab.inference.reading`, imported on first use: it
+#: loads Pillow and SciPy, which ``digitlab predict --index`` never needs.
+_READING = (
+    "MNIST_SHAPE",
+    "STATUS_NO_DIGIT",
+    "STATUS_NOT_SURE",
+    "STATUS_OK",
+    "check_pixels",
+    "decode_data_url",
+    "png_bytes",
+    "png_data_url",
+    "read_image",
 )
+
+
+def __getattr__(name: str):
+    if name in _READING:
+        from digitlab.inference import reading
+
+        return getattr(reading, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "MNIST_SHAPE",

@@ -55,14 +55,33 @@ def check_images(x, image_shape: tuple[int, ...], *, name: str = "x") -> np.ndar
     return array.astype(np.float32, copy=False)
 
 
+def temper(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log(p) / T)`` row by row: temperature scaling of probabilities.
+
+    ``T > 1`` softens over-confident answers, ``T < 1`` sharpens under-confident
+    ones; the predicted class never changes.  Zeros stay zero.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    if temperature == 1.0:
+        return p
+    with np.errstate(divide="ignore"):
+        logits = np.log(p) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return out / out.sum(axis=1, keepdims=True)
+
+
 class Classifier:
     """Class names, image shape and probabilities: what inference needs of a model.
 
     Subclasses implement :meth:`_predict` on checked input; ``model`` is the
-    underlying object (a Keras model, a scikit-learn estimator).
+    underlying object (a Keras model, a scikit-learn estimator).  ``temperature``
+    (fitted on validation data at training time, stored in ``run.json``) scales
+    every answer (:func:`temper`); 1.0 leaves the model's own probabilities.
     """
 
     backend = "predict_proba"
+    temperature = 1.0
 
     def __init__(self, model, *, class_names, image_shape):
         self.model = model
@@ -75,6 +94,22 @@ class Classifier:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def check_network(self, network) -> None:
+        """:class:`RunError` unless ``network`` (anything with Keras'
+        ``input_shape`` and ``output_shape``) takes this classifier's images and
+        has one output per class."""
+        inputs = tuple(network.input_shape[1:])
+        outputs = int(network.output_shape[-1])
+        if inputs != self.image_shape:
+            raise RunError(
+                f"model: expected a model of {self.image_shape} images like the run's data. "
+                f"Found one of {inputs} images"
+            )
+        if outputs != self.num_classes:
+            raise RunError(
+                f"model: expected {self.num_classes} outputs, one per class name. Found {outputs}"
+            )
+
     def predict_proba(self, x, *, batch_size: int = 1024) -> np.ndarray:
         """Probabilities ``(n, k)`` float32 for images ``(n, H, W)`` float in [0, 1]."""
         x = check_images(x, self.image_shape)
@@ -82,7 +117,10 @@ class Classifier:
             return np.zeros((0, self.num_classes), dtype=np.float32)
         step = max(1, int(batch_size))
         parts = [self._predict(x[i : i + step]) for i in range(0, x.shape[0], step)]
-        return np.concatenate(parts).astype(np.float32, copy=False)
+        probabilities = np.concatenate(parts)
+        if self.temperature != 1.0:
+            probabilities = temper(probabilities, self.temperature)
+        return probabilities.astype(np.float32, copy=False)
 
     def _predict(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -119,17 +157,7 @@ class KerasClassifier(Classifier):
 
     def __init__(self, model, *, class_names, image_shape):
         super().__init__(model, class_names=class_names, image_shape=image_shape)
-        inputs = tuple(model.input_shape[1:])
-        outputs = int(model.output_shape[-1])
-        if inputs != self.image_shape:
-            raise RunError(
-                f"model: expected a model of {self.image_shape} images like the run's data. "
-                f"Found one of {inputs} images"
-            )
-        if outputs != self.num_classes:
-            raise RunError(
-                f"model: expected {self.num_classes} outputs, one per class name. Found {outputs}"
-            )
+        self.check_network(model)
         self._lock = threading.Lock()
         self._forward = _jax_forward(model)
         self.backend = "jax.jit" if self._forward is not None else "predict_on_batch"

@@ -42,10 +42,20 @@ class ModelFormat:
     save: Callable[[object, Path], None]
     load: Callable[[Path], object]
     wrap: Callable[..., Classifier]
+    #: ``quick(file, class_names=, image_shape=)``: a classifier that needs no
+    #: heavy library (None where it cannot), for one-off predictions.
+    quick: Callable[..., Classifier | None] | None = None
 
-    def load_classifier(self, folder, *, class_names, image_shape, **options) -> Classifier:
-        """Load ``folder/file_name`` and wrap it; :class:`RunError` if that fails."""
+    def load_classifier(
+        self, folder, *, class_names, image_shape, quick: bool = False, **options
+    ) -> Classifier:
+        """Load ``folder/file_name`` and wrap it; :class:`RunError` if that fails.
+        With ``quick``, the format's :attr:`quick` loader is tried first."""
         file = Path(folder) / self.file_name
+        if quick and self.quick is not None:
+            found = self.quick(file, class_names=class_names, image_shape=image_shape)
+            if found is not None:
+                return found
         model = self.load(file)
         try:
             return self.wrap(model, class_names=class_names, image_shape=image_shape, **options)
@@ -60,9 +70,49 @@ def _save_keras(model, file: Path) -> None:
     model.save(file)
 
 
+#: The most a model archive may unpack to, and the most members it may hold:
+#: the largest model digitlab trains is a few hundred MB, a zip bomb is far more.
+MAX_UNPACKED_BYTES = 2 * 2**30
+MAX_MEMBERS = 1000
+#: The most a member may expand relative to its compressed size (float32
+#: weights deflate by 1.1-5x; a bomb by about 1000x), checked for members over 1 MB.
+MAX_RATIO = 200
+
+
+def check_archive(file: Path, *, kind: str) -> None:
+    """Refuse, before anything unpacks it, a model file that is not a regular
+    file, not a zip, or whose members would unpack to too much."""
+    if file.is_symlink() or not file.is_file():
+        raise RunError(f"{file}: expected a {kind} (a regular file). Found something else")
+    try:
+        with zipfile.ZipFile(file) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise RunError(f"{file}: expected a {kind}. {one_line(exc)}") from None
+    if len(members) > MAX_MEMBERS:
+        raise RunError(
+            f"{file}: expected a {kind} of at most {MAX_MEMBERS} files. Found {len(members):,}"
+        )
+    total = sum(member.file_size for member in members)
+    if total > MAX_UNPACKED_BYTES:
+        raise RunError(
+            f"{file}: expected a {kind} that unpacks to at most "
+            f"{MAX_UNPACKED_BYTES // 2**30} GB. It would unpack to {total:,} bytes"
+        )
+    for member in members:
+        if member.file_size > 2**20 and member.file_size > MAX_RATIO * max(member.compress_size, 1):
+            raise RunError(
+                f"{file}: expected a {kind}. Its member {member.filename!r} would expand "
+                f"{member.file_size / max(member.compress_size, 1):,.0f}-fold "
+                f"({member.file_size:,} bytes): refusing to unpack it"
+            )
+
+
 def _load_keras(file: Path):
     from digitlab import layers  # noqa: F401  (registers digitlab's own Keras layers)
     from digitlab._backend import keras
+
+    check_archive(file, kind="Keras model archive")
 
     try:
         # safe_mode (the default) refuses to deserialise arbitrary Python lambdas.
@@ -73,6 +123,26 @@ def _load_keras(file: Path):
 
 def _wrap_keras(model, *, class_names, image_shape, **_options) -> Classifier:
     return KerasClassifier(model, class_names=class_names, image_shape=image_shape)
+
+
+def _quick_keras(file: Path, *, class_names, image_shape) -> Classifier | None:
+    """digitlab's own networks computed with NumPy, without importing Keras."""
+    import os
+
+    if os.environ.get("KERAS_BACKEND", "jax") != "jax":
+        return None  # the user chose another backend: use it
+    from digitlab.inference import numpy_keras
+
+    check_archive(file, kind="Keras model archive")
+    network = numpy_keras.load(file)
+    if network is None:
+        return None
+    try:
+        return numpy_keras.NumpyClassifier(
+            network, class_names=class_names, image_shape=image_shape
+        )
+    except RunError as exc:
+        raise RunError(f"{file}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- skops
@@ -91,6 +161,7 @@ def _load_skops(file: Path):
     (and :data:`EXTRA_TRUSTED_TYPES`) before any of it is constructed."""
     import skops.io
 
+    check_archive(file, kind="skops model file")
     data = file.read_bytes()
     try:
         untrusted = skops.io.get_untrusted_types(data=data)
@@ -127,7 +198,7 @@ def _wrap_skops(
 FORMATS: dict[str, ModelFormat] = {
     f.name: f
     for f in (
-        ModelFormat("keras", "model.keras", _save_keras, _load_keras, _wrap_keras),
+        ModelFormat("keras", "model.keras", _save_keras, _load_keras, _wrap_keras, _quick_keras),
         ModelFormat("skops", "model.skops", _save_skops, _load_skops, _wrap_skops),
     )
 }

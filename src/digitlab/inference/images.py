@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,9 @@ from digitlab.errors import ConfigError, ImageError
 MAX_IMAGE_PIXELS = 40_000_000
 """The most pixels :func:`load_image` decodes (a decompression-bomb cap), checked
 from the header before any pixel data is read."""
+
+MAX_FILE_BYTES = 256 * 2**20
+"""The largest image file :func:`load_image` reads (a 40-megapixel TIFF is ~120 MB)."""
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP")
 """Pillow format names :func:`load_image` accepts (JPEG includes MPO, the variant many
@@ -76,8 +80,7 @@ def _source_stream(source: object, label: str) -> io.BytesIO:
         data = bytes(source)
     elif isinstance(source, str | os.PathLike):
         try:
-            with open(source, "rb") as file:
-                data = file.read()
+            data = _read_regular_file(source, label)
         except FileNotFoundError:
             raise ImageError(f"{label}: expected an image file. Received: no such file.") from None
         except IsADirectoryError:
@@ -108,6 +111,29 @@ def _source_stream(source: object, label: str) -> io.BytesIO:
             f"{label}: expected an image file ({_FORMAT_LIST}). Received: an empty file."
         )
     return io.BytesIO(data)
+
+
+def _read_regular_file(path, label: str) -> bytes:
+    """A regular file's bytes, at most :data:`MAX_FILE_BYTES`: a FIFO, a device
+    (``/dev/zero``) or a socket is refused before any read, so none can hang."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(
+                f"{label}: expected a regular image file. Received: a FIFO, device or socket."
+            )
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageError(
+                f"{label}: expected at most {MAX_FILE_BYTES // 2**20} MB. "
+                f"Received: {info.st_size:,} bytes."
+            )
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:  # it grew while being read
+        raise ImageError(f"{label}: expected at most {MAX_FILE_BYTES // 2**20} MB. Received more.")
+    return data
 
 
 def _check_size(width: int, height: int, label: str) -> None:
@@ -216,7 +242,8 @@ def load_image(source, *, name: str | None = None) -> np.ndarray:
     except Exception as error:  # Pillow raises many types for garbage; all mean "not an image"
         raise ImageError(
             f"{label}: expected an image file ({_FORMAT_LIST}). "
-            f"Received: data that is not a readable image ({_one_line(error)})."
+            f"Received: data that is not a readable image "
+            f"({_one_line(str(error).replace(repr(stream), 'the data'))})."
         ) from None
     with image:
         width, height = image.size

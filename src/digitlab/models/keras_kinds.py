@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import statistics
 import time
 
+from digitlab import _interrupts
+from digitlab.errors import ConfigError
 from digitlab.models.registry import ModelKind, TrainResult, register
 
 #: Training batches run per compiled call on JAX (see :mod:`digitlab.models._jax_fit`);
@@ -74,12 +77,24 @@ def _timer_class():
 
         def on_train_batch_end(self, batch, logs=None):
             self.calls["train"].append(time.perf_counter() - self._call)
+            self.on_train_batch_end_checks(logs)
 
         def on_test_batch_begin(self, batch, logs=None):
             self._call = time.perf_counter()
 
         def on_test_batch_end(self, batch, logs=None):
             self.calls["test"].append(time.perf_counter() - self._call)
+            _interrupts.check()
+
+        def on_train_batch_end_checks(self, logs) -> None:
+            _interrupts.check()
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise ConfigError(
+                    f"learning_rate: expected a rate at which training converges. The loss "
+                    f"became {float(loss)} in epoch {len(self.seconds) + 1}; try a smaller "
+                    f"learning rate"
+                )
 
         def compile_seconds(self) -> float:
             total = 0.0
@@ -93,10 +108,56 @@ def _timer_class():
     return Timer()
 
 
+#: Bytes per parameter while training: float32 weights, gradients, optimizer
+#: slots (Adam keeps two) and a copy or so for the compiled step.
+TRAINING_BYTES_PER_PARAM = 4 * 5
+
+
+def dense_params(hidden, inputs: int, outputs: int) -> int:
+    """Parameters of the dense layers ``inputs -> hidden... -> outputs``."""
+    sizes = [int(inputs), *map(int, hidden), int(outputs)]
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine has free now (None where unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_memory(config, image_shape, num_classes: int) -> None:
+    """Refuse, before anything is built, layers whose parameters alone would
+    not fit in the memory available: one :class:`ConfigError` naming ``hidden``."""
+    inputs = math.prod(image_shape) if config.model == "mlp" else 1024
+    params = dense_params(config.hidden, inputs, num_classes)
+    need = params * TRAINING_BYTES_PER_PARAM
+    free = available_memory() or 16 * 2**30
+    if need > free:
+        shown = ",".join(map(str, config.hidden))
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        raise ConfigError(
+            f"hidden: expected layers small enough to train in memory. {shown} makes about "
+            f"{params:,} parameters, about {need / 2**30:,.1f} GB to train, more than the "
+            f"{free / 2**30:,.1f} GB available"
+        )
+
+
 def fit_keras(config, parts, *, class_names, image_shape, verbose, log, callbacks=()):
     """Build ``config.model``'s network, train it with Keras' ``fit`` and time it."""
     from digitlab import _backend
     from digitlab.models import _jax_fit, networks
+
+    check_memory(config, image_shape, len(class_names))
 
     _backend.set_seed(config.seed)
     steps_per_epoch = math.ceil(len(parts.x_train) / config.batch_size)
@@ -106,7 +167,7 @@ def fit_keras(config, parts, *, class_names, image_shape, verbose, log, callback
     if verbose:
         model.summary(print_fn=lambda line, *a, **k: print(line, file=log))
     timer = _timer_class()
-    with contextlib.redirect_stdout(log):
+    with contextlib.redirect_stdout(log), _interrupts.deferred():
         start = time.perf_counter()
         history = _jax_fit.fit(
             model,

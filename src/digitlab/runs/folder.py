@@ -125,8 +125,19 @@ def default_run_dir(model: str, root: str | os.PathLike = "runs") -> Path:
 def check_run_dir(path: str | os.PathLike) -> Path:
     """Refuse a target that already holds files: a run never overwrites data."""
     path = Path(path)
+    if path.is_symlink():  # renaming the run over it would fail after training
+        raise RunError(
+            f"{path}: expected a new or empty folder for the run. It is a symbolic link"
+        )
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RunError(f"{path}: expected a new or empty folder for the run. It already exists")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RunError(f"{path}: expected a new or empty folder for the run. {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunError(f"{path}: expected a folder digitlab can write in. {parent} is not writable")
     return path
 
 
@@ -151,7 +162,9 @@ def save_run(
     path = check_run_dir(path)
     with _files.atomic_folder(path) as tmp:
         model_format.save(model, tmp / model_format.file_name)
-        model_bytes = sum(f.stat().st_size for f in tmp.iterdir() if f.is_file())
+        model_bytes = sum(
+            f.stat().st_size for f in tmp.iterdir() if f.is_file() and f.name != _files.OWNER_FILE
+        )
         info = dataclasses.replace(info, model_bytes=model_bytes, model_format=model_format.name)
         _write_json(tmp / CONFIG_FILE, config.to_dict())
         _write_json(tmp / INFO_FILE, info.to_dict())
@@ -162,8 +175,13 @@ def save_run(
     return path, info
 
 
-def load_run(path) -> Run:
-    """Load and check a run folder written by ``digitlab train`` (any version)."""
+def load_run(path, *, quick: bool = False) -> Run:
+    """Load and check a run folder written by ``digitlab train`` (any version).
+
+    With ``quick``, digitlab's own Keras networks are computed with NumPy
+    (:mod:`digitlab.inference.numpy_keras`: the same answers, without
+    importing Keras; ``run.model`` is then that network): what a one-off
+    ``digitlab predict`` uses."""
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: expected a run folder. It does not exist or is not a folder")
@@ -184,14 +202,16 @@ def load_run(path) -> Run:
         else History()
     )
     metrics = Metrics.from_dict(_read_json(path / METRICS_FILE), str(path / METRICS_FILE))
-    classifier = load_classifier(path, config=config, info=info)
+    classifier = load_classifier(path, config=config, info=info, quick=quick)
     return Run(
         path=path, config=config, classifier=classifier, info=info, history=history,
         metrics=metrics,
     )
 
 
-def load_classifier(path: Path, *, config: TrainConfig, info: RunInfo) -> Classifier:
+def load_classifier(
+    path: Path, *, config: TrainConfig, info: RunInfo, quick: bool = False
+) -> Classifier:
     """The run's model, loaded with its format and checked against ``info``."""
     model_format = get_format(info.model_format) if info.model_format else detect_format(path)
     if model_format is None or not (path / model_format.file_name).is_file():
@@ -201,13 +221,16 @@ def load_classifier(path: Path, *, config: TrainConfig, info: RunInfo) -> Classi
             "Found none (was training interrupted?)"
         )
     baseline = info.baseline or {}
-    return model_format.load_classifier(
+    classifier = model_format.load_classifier(
         path,
         class_names=info.data.class_names,
         image_shape=info.data.image_shape,
         expected_class=baseline.get("estimator"),
         model_name=config.model,
+        quick=quick,
     )
+    classifier.temperature = info.temperature
+    return classifier
 
 
 def _read_json(file: Path):

@@ -13,18 +13,25 @@
   ``GET /openapi.json``.
 
 Every error is JSON ``{"error": "one line"}``: 400 for a body that is not a
-readable image (not an image, truncated, spoofed, empty, a decompression bomb)
-or malformed JSON, 413 for a body over the size limit (checked from
-Content-Length before reading, then counted while streaming), 415 for another
-content type, 422 for wrong fields, shapes or values, 503 with ``Retry-After``
-when more requests are waiting than ``max_concurrency + max_queue`` (load
-shedding: the server answers at once rather than queueing without bound), and
-500 only for a bug in the server.  Inference runs in a thread pool, so the
-event loop stays free to answer health checks and shed load.
+readable image (not an image, truncated, spoofed, empty, a decompression bomb,
+more than :data:`MAX_SERVED_PIXELS`) or malformed JSON, or for a ``Host`` that
+is not this server's (DNS rebinding), 403 for a POST from another site's page
+(``Origin`` / ``Sec-Fetch-Site``; see :class:`~digitlab.serve.middleware.HostGuard`),
+408 for a body not complete within ``body_timeout`` seconds, 413 for a body over
+the size limit (checked from Content-Length before reading, then counted while
+streaming), 415 for another content type, 422 for wrong fields, shapes or
+values, 503 with ``Retry-After`` when more requests are waiting than
+``max_concurrency + max_queue`` (load shedding: the server answers at once
+rather than queueing without bound; a request takes its place only once its
+body is read, so slow uploads hold no slot), and 500 only for a bug in the
+server.  Inference runs in a thread pool, so the event loop stays free to answer
+health checks and shed load.  ``/api/model`` shows folder names, never absolute
+local paths.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -38,18 +45,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from digitlab.errors import DigitlabError
+from digitlab.errors import ConfigError, DigitlabError
 from digitlab.inference import Predictor, read_image
-from digitlab.runs import REPORT_FILES
 from digitlab.serve.middleware import (
     Admission,
     ApiError,
     BodySizeLimit,
+    HostGuard,
+    ReadDeadline,
     SecurityHeaders,
     check_positive,
     error_response,
 )
-from digitlab.serve.requests import read_source, safe_name
+from digitlab.serve.model_info import model_info, report_file
+from digitlab.serve.requests import read_source
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -58,13 +67,29 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_QUEUE = 16
 """Requests allowed to wait for a model slot before new ones get 503."""
 
+DEFAULT_BODY_TIMEOUT = 10.0
+"""Seconds a request gets to send its whole body before it is answered 408."""
+
+MAX_SERVED_PIXELS = 12_500_000
+"""The most pixels an uploaded image may have (a 4032x3024 phone photo fits):
+checked from the header before decoding, so every accepted upload is answered
+within a second (digitlab predict, on local files, takes up to
+:data:`digitlab.inference.images.MAX_IMAGE_PIXELS`)."""
+
+MAX_SERVED_ALPHA_PIXELS = 4_000_000
+"""The most pixels of an uploaded image with transparency: compositing the alpha
+channel costs several times the decoding (a canvas export is far smaller)."""
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
 _PREDICT_BODY_DOC = {
     "requestBody": {
         "required": True,
         "description": (
             "An image as multipart field `file` (PNG, JPEG, GIF, BMP, TIFF or WebP), "
             'a raw `image/*` body, or JSON `{"pixels": [[...28 values...] x 28]}` of a '
-            "ready MNIST-like image: light ink on black, integers 0..255 or floats in [0, 1]."
+            "ready MNIST-like image: light ink on black, numbers 0..255 (integers or floats), "
+            "or floats all in [0, 1] (then 1.0 is full ink)."
         ),
         "content": {
             "multipart/form-data": {
@@ -99,13 +124,16 @@ _PREDICT_BODY_DOC = {
 }
 
 
-
 def create_app(
     predictor: Predictor,
     *,
     max_concurrency: int = 2,
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_body_bytes: int = MAX_BODY_BYTES,
+    allowed_hosts=LOOPBACK_HOSTS,
+    allow_origins=(),
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    max_pixels: int = MAX_SERVED_PIXELS,
 ) -> FastAPI:
     """The FastAPI application serving ``predictor`` (build the Predictor once).
 
@@ -115,10 +143,23 @@ def create_app(
         max_concurrency: predictions that run at the same time (thread pool).
         max_queue: further predictions that may wait; more get 503 + Retry-After.
         max_body_bytes: the largest request body accepted (413 beyond).
+        allowed_hosts: the names a request's ``Host`` may carry (loopback names are
+            always allowed; ``"*"``: any); others get 400 (DNS rebinding).
+        allow_origins: web origins besides this server's whose pages may POST
+            (``"*"``: any); other cross-site POSTs get 403.
+        body_timeout: seconds a request gets to send its whole body (408 beyond).
+        max_pixels: the most pixels an uploaded image may have (400 beyond).
     """
     check_positive("max_concurrency", max_concurrency)
     check_positive("max_queue", max_queue, minimum=0)
     check_positive("max_body_bytes", max_body_bytes)
+    check_positive("max_pixels", max_pixels)
+    if (
+        isinstance(body_timeout, bool)
+        or not isinstance(body_timeout, int | float)
+        or not (0 < body_timeout < float("inf"))
+    ):
+        raise ConfigError(f"body_timeout: expected seconds > 0. Received: {body_timeout!r}")
     app = FastAPI(
         title="digitlab",
         summary="Read handwritten digits with a trained digitlab run.",
@@ -126,6 +167,9 @@ def create_app(
         docs_url=None,  # served below from local assets, never a CDN
         redoc_url=None,
     )
+    # Swagger UI 4 (the swagger-ui-bundle package) renders OpenAPI 3.0 only; the
+    # document uses nothing that 3.0 lacks.
+    app.openapi_version = "3.0.3"
     started = time.time()
     admission = Admission(max_concurrency, max_queue)
     app.state.admission = admission
@@ -167,7 +211,9 @@ def create_app(
         return error_response(500, f"internal server error ({type(exc).__name__})")
 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(ReadDeadline, seconds=body_timeout)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HostGuard, allowed_hosts=allowed_hosts, allow_origins=allow_origins)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     swagger = _swagger_assets()
     if swagger is not None:
@@ -194,7 +240,9 @@ def create_app(
             swagger_favicon_url="/docs-assets/favicon-32x32.png",
         )
 
-    @app.get("/api/health", summary="Is the server up and the model loaded?")
+    @app.api_route(
+        "/api/health", methods=["GET", "HEAD"], summary="Is the server up and the model loaded?"
+    )
     async def api_health():
         return {
             "status": "ok",
@@ -206,7 +254,7 @@ def create_app(
 
     @app.get("/api/model", summary="The run: config, parameters, metrics, versions")
     async def api_model():
-        return _model_info(predictor, admission, max_body_bytes)
+        return model_info(predictor, admission, max_body_bytes)
 
     @app.get(
         "/api/report/{file_name}",
@@ -214,7 +262,7 @@ def create_app(
         responses={200: {"content": {"image/png": {}}}, 404: {"description": "no such file"}},
     )
     async def api_report(file_name: str):
-        path = _report_file(run, file_name)
+        path = report_file(run, file_name)
         return FileResponse(path, media_type="image/png")
 
     @app.post(
@@ -236,16 +284,17 @@ def create_app(
             float, Query(ge=0.0, le=1.0, description="least probability to name a digit")
         ] = 0.5,
     ):
+        # Shed at once when the queue is full (without reading the body); else the
+        # body is read first (within the body deadline): a slow or stalled upload
+        # must not hold a model slot or a place in the queue.
+        if admission.full():
+            raise _busy(admission)
+        source, name = await read_source(request, predictor.image_shape)
+        if isinstance(source, bytes):
+            check_image_size(source, name, max_pixels)
         if not admission.try_enter():
-            raise ApiError(
-                503,
-                f"server busy: {admission.admitted} requests in progress "
-                f"(max {admission.max_concurrency} running + {admission.max_queue} waiting). "
-                "Retry after 1 second",
-                headers={"Retry-After": "1"},
-            )
+            raise _busy(admission)
         try:
-            source, name = await read_source(request, predictor.image_shape)
             async with admission.running:
                 try:
                     return await run_in_threadpool(
@@ -257,73 +306,58 @@ def create_app(
                         threshold=threshold,
                     )
                 except DigitlabError as exc:
-                    raise ApiError(400, str(exc)) from None
+                    raise ApiError(400, _no_object_reprs(str(exc), name)) from None
         finally:
             admission.leave()
 
     return app
 
 
-def _report_file(run, file_name: str) -> Path:
-    """A report PNG of the run: only the known names, only regular files inside the run."""
-    if run is None or file_name not in REPORT_FILES:
-        raise ApiError(
-            404,
-            f"{safe_name(file_name)[:60]}: no such report file. Expected one of "
-            f"{', '.join(REPORT_FILES)}",
-        )
-    folder = Path(run.path).resolve()
-    path = (folder / file_name).resolve()
-    if path.parent != folder or not path.is_file():
-        raise ApiError(404, f"{file_name}: this run has no such report file")
-    return path
-
-
-def _model_info(predictor: Predictor, admission: Admission, max_body_bytes: int) -> dict:
-    run = predictor.run
-    info = {
-        "backend": predictor.backend,
-        "class_names": list(predictor.class_names),
-        "image_shape": list(predictor.image_shape),
-        "limits": {
-            "max_body_bytes": max_body_bytes,
-            "max_concurrency": admission.max_concurrency,
-            "max_queue": admission.max_queue,
-        },
-    }
-    if run is None:
-        return info
-    metrics, record = run.metrics, run.info
-    data = record.data.to_dict()
-    data.pop("sha256", None)
-    folder = Path(run.path)
-    info.update(
-        {
-            "run": folder.name,
-            "model": run.config.model,
-            "config": run.config.to_dict(),
-            "params": run.params,
-            "created": record.created,
-            "train_seconds": record.train_seconds,
-            "seconds_per_epoch": record.seconds_per_epoch,
-            "data": data,
-            "metrics": {
-                key: getattr(metrics, key)
-                for key in ("set", "size", "accuracy", "loss", "ece", "macro_f1")
-            },
-            "per_class": metrics.per_class,
-            "confusion_matrix": metrics.confusion_matrix,
-            "worst_mistakes": metrics.worst_mistakes[:10],
-            "history": {key: list(values) for key, values in run.history.curves.items()},
-            "versions": record.versions,
-            "report": {
-                name.removesuffix(".png"): f"/api/report/{name}"
-                for name in REPORT_FILES
-                if (folder / name).is_file()
-            },
-        }
+def _busy(admission: Admission) -> ApiError:
+    return ApiError(
+        503,
+        f"server busy: {admission.admitted} requests in progress "
+        f"(max {admission.max_concurrency} running + {admission.max_queue} waiting). "
+        "Retry after 1 second",
+        headers={"Retry-After": "1"},
     )
-    return info
+
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _no_object_reprs(message: str, name: str) -> str:
+    """Pillow names an in-memory file by its repr (``<_io.BytesIO object at 0x…>``)."""
+    return _OBJECT_REPR.sub(name, message)
+
+
+def check_image_size(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse an image whose header declares more than ``max_pixels`` (before decoding)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    from digitlab.inference.images import SUPPORTED_FORMATS
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as image:
+                width, height = image.size
+                mode = image.mode
+                alpha = "A" in mode or "a" in mode or "transparency" in image.info
+    except Exception:  # not an image: read_image gives the precise message
+        return
+    limit, kind = max_pixels, ""
+    if alpha and max_pixels > MAX_SERVED_ALPHA_PIXELS:
+        limit, kind = MAX_SERVED_ALPHA_PIXELS, " for an image with transparency"
+    if width * height > limit:
+        raise ApiError(
+            400,
+            f"{name}: expected at most {limit:,} pixels{kind}. "
+            f"Received: {width}x{height} = {width * height:,} pixels ({mode})",
+        )
 
 
 def _swagger_assets() -> Path | None:

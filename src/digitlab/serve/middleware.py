@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from digitlab.errors import ConfigError
 
@@ -135,6 +135,13 @@ class Admission:
         self.running = asyncio.Semaphore(max_concurrency)
         self.shed = 0
 
+    def full(self) -> bool:
+        """True when a new request would be shed (counted as shed)."""
+        if self.admitted >= self.max_concurrency + self.max_queue:
+            self.shed += 1
+            return True
+        return False
+
     def try_enter(self) -> bool:
         if self.admitted >= self.max_concurrency + self.max_queue:
             self.shed += 1
@@ -150,3 +157,187 @@ def check_positive(name: str, value: int, *, minimum: int = 1) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{name}: expected an integer >= {minimum}. Received: {value!r}")
     return value
+
+
+class ReadDeadline:
+    """ASGI middleware: the whole request body must arrive within ``seconds`` of the
+    request's start, or the request is answered 408 and the connection closed.
+
+    Without it a client that sends 4 bytes of a 100,000-byte upload and waits holds
+    its request (and its memory) for ever.  Once the body is complete, ``receive``
+    is passed through untouched (responses listen on it for the disconnect).
+    """
+
+    def __init__(self, app, *, seconds: float):
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        complete = False
+        received = 0
+
+        async def timed_receive():
+            nonlocal complete, received
+            if complete:
+                return await receive()
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(receive(), remaining)
+            except TimeoutError:
+                raise ApiError(
+                    408,
+                    f"body: expected the whole body within {self.seconds:g} s. "
+                    f"Received: {received:,} bytes by then",
+                    headers={"Connection": "close"},
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            received += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, timed_receive, send)
+
+
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def split_host(value: str) -> tuple[str, str]:
+    """``("name", "port")`` of a Host header or an origin's authority (IPv6 in brackets)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name, _, rest = value[1:].partition("]")
+        return name, rest.removeprefix(":")
+    name, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    return name, port
+
+
+class HostGuard:
+    """ASGI middleware against DNS rebinding and cross-site requests.
+
+    * ``Host`` must name this server: an allowed name (``allowed_hosts``; loopback
+      names and the bound address by default; ``"*"`` allows any), else 400.  A
+      page on ``evil.example`` that rebinds its name to 127.0.0.1 sends
+      ``Host: evil.example`` and is refused.
+    * A POST (PUT, PATCH, DELETE) from a browser page of another origin (``Origin``
+      not this server's, or ``Sec-Fetch-Site: cross-site``/``same-site``) is refused
+      with 403 unless that origin is in ``allow_origins`` (``"*"``: any).  Browsers
+      send such form posts without asking first (no CORS preflight).  Clients that
+      are not browsers send neither header and are not affected.
+    * Allowed origins get ``Access-Control-Allow-Origin`` and their preflights answered.
+    """
+
+    def __init__(self, app, *, allowed_hosts, allow_origins=()):
+        self.app = app
+        self.any_host = "*" in allowed_hosts
+        self.hosts = frozenset(h.strip().lower().strip("[]") for h in allowed_hosts)
+        # Bound to every address: any IP address names this server (an address,
+        # unlike a name, cannot be rebound to another machine).
+        self.any_ip = bool(self.hosts & {"0.0.0.0", "::"})
+        self.any_origin = "*" in allow_origins
+        self.origins = frozenset(o.strip().lower().rstrip("/") for o in allow_origins)
+
+    def host_allowed(self, name: str) -> bool:
+        if self.any_host or name in self.hosts or _is_loopback_name(name):
+            return True
+        return self.any_ip and _is_ip(name)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {}
+        for key, value in scope.get("headers") or []:
+            headers.setdefault(key, value.decode("latin-1"))
+        host = headers.get(b"host")
+        if host is not None and not self.host_allowed(split_host(host)[0]):
+            shown = "".join(ch for ch in host if ch.isprintable())[:80]
+            response = error_response(
+                400,
+                f"Host: expected this server's name ({', '.join(sorted(self.hosts))}; "
+                f"more with --allowed-host NAME). Received: {shown!r}",
+            )
+            await response(scope, receive, send)
+            return
+        origin = headers.get(b"origin")
+        site = headers.get(b"sec-fetch-site", "").strip().lower()
+        allowed = origin is not None and (
+            self.any_origin or origin.strip().lower().rstrip("/") in self.origins
+        )
+        method = scope.get("method", "GET")
+        if method == "OPTIONS" and allowed and b"access-control-request-method" in headers:
+            response = Response(
+                status_code=204,
+                headers={
+                    "Access-Control-Allow-Origin": origin,
+                    "Access-Control-Allow-Methods": "GET, HEAD, POST",
+                    "Access-Control-Allow-Headers": "Content-Type",
+                    "Access-Control-Max-Age": "600",
+                    "Vary": "Origin",
+                },
+            )
+            await response(scope, receive, send)
+            return
+        if method in _UNSAFE_METHODS and not allowed:
+            cross = site in ("cross-site", "same-site")
+            if origin is not None and not cross:
+                cross = not _same_origin(origin, host, scope)
+            if cross:
+                shown = "".join(ch for ch in (origin or site) if ch.isprintable())[:80]
+                response = error_response(
+                    403,
+                    f"Origin: expected a page of this server (or one allowed with "
+                    f"--allow-origin ORIGIN). Received: a {method} from {shown!r}",
+                )
+                await response(scope, receive, send)
+                return
+        if not allowed:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cors(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+                headers.append((b"vary", b"Origin"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+def _same_origin(origin: str, host: str | None, scope) -> bool:
+    scheme, sep, authority = origin.strip().lower().partition("://")
+    if not sep or host is None or scheme != scope.get("scheme", "http"):
+        return False  # includes "null" (sandboxed frames, file: pages)
+    want_name, want_port = split_host(host)
+    name, port = split_host(authority)
+    default = "443" if scheme == "https" else "80"
+    return name == want_name and (port or default) == (want_port or default)
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback_name(name: str) -> bool:
+    import ipaddress
+
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

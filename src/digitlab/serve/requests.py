@@ -105,11 +105,20 @@ def _pixels_from_json(body: bytes, shape: tuple[int, int]):
                 all_integers = False
                 if not math.isfinite(value):
                     raise ApiError(422, "pixels: expected finite numbers. Received: infinity")
-    # Integers are 0..255; any float makes the whole image 0..1 floats.
+    # Integers are 0..255; floats are 0..255 too when any is above 1, else 0..1.
     try:
         array = np.array(rows, dtype=np.int64 if all_integers else np.float64)
     except OverflowError:
         raise ApiError(422, "pixels: expected integers 0..255. Received: a huge integer") from None
+    if not all_integers and float(array.max()) > 1.0:
+        low, high = float(array.min()), float(array.max())
+        if low < 0 or high > 255:
+            raise ApiError(
+                422,
+                "pixels: expected numbers 0..255 (or floats all in [0, 1]). "
+                f"Received: values from {low:g} to {high:g}",
+            )
+        array = array / 255.0
     try:
         return check_pixels(array, name="pixels", shape=shape)
     except ImageError as exc:

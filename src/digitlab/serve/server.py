@@ -10,8 +10,12 @@ import sys
 from digitlab.errors import ConfigError
 from digitlab.inference import Predictor
 from digitlab.runs import load_run
-from digitlab.serve.app import DEFAULT_MAX_QUEUE, create_app
+from digitlab.serve.app import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_QUEUE, create_app
 from digitlab.serve.middleware import check_positive
+
+DEFAULT_HEADER_TIMEOUT = 5.0
+"""Seconds a connection gets to send a request's headers (from its opening, or the
+end of the previous response): idle and slowloris sockets are closed after that."""
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -53,11 +57,19 @@ def serve(
     max_concurrency: int | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
     access_log: bool = True,
+    allowed_hosts=(),
+    allow_origins=(),
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     log=None,
 ) -> None:
     """Load the run in ``run_dir`` once and serve it with uvicorn until interrupted.
 
-    ``max_concurrency`` defaults to the number of CPU cores.  Prints
+    ``max_concurrency`` defaults to the number of CPU cores.  ``allowed_hosts``:
+    names the ``Host`` header may carry besides loopback names and the bound
+    address (``"*"``: any).  ``allow_origins``: other web origins whose pages may
+    POST (``"*"``: any).  A connection gets ``header_timeout`` seconds to send its
+    request headers and the request ``body_timeout`` seconds for its body.  Prints
     ``serving RUN on http://HOST:PORT`` to ``log`` (default stdout) once the port
     is bound and the model is warm.
     """
@@ -67,11 +79,21 @@ def serve(
     max_concurrency = max_concurrency or os.cpu_count() or 1
     check_positive("max_concurrency", max_concurrency)
     check_positive("max_queue", max_queue, minimum=0)
+    check_seconds("header_timeout", header_timeout)
+    allowed_hosts = check_names("allowed_hosts", allowed_hosts)
+    allow_origins = check_names("allow_origins", allow_origins)
     sock = bind_socket(host, port)
     try:
         predictor = Predictor(load_run(run_dir))
-        app = create_app(predictor, max_concurrency=max_concurrency, max_queue=max_queue)
         bound_host, bound_port = sock.getsockname()[:2]
+        app = create_app(
+            predictor,
+            max_concurrency=max_concurrency,
+            max_queue=max_queue,
+            allowed_hosts=[*served_names(host, bound_host), *allowed_hosts],
+            allow_origins=allow_origins,
+            body_timeout=body_timeout,
+        )
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         print(f"serving {run_dir} on http://{shown}:{bound_port}", file=log, flush=True)
         if not _is_loopback(host):
@@ -85,15 +107,127 @@ def serve(
             app,
             log_level="info" if access_log else "warning",
             access_log=access_log,
+            http=_guarded_protocol(header_timeout),
             timeout_keep_alive=5,
-            # The thread pool does the work; this caps open connections as a backstop.
-            limit_concurrency=max(64, 8 * (max_concurrency + max_queue)),
+            # Admission (after the body is read) bounds the work; idle and slow
+            # sockets are closed by the header timeout.  This only caps open
+            # connections below the file-descriptor limit: reaching it answers 503.
+            limit_concurrency=_connection_cap(),
+            backlog=2048,
         )
         server = uvicorn.Server(config)
         server.run(sockets=[sock])
     finally:
         with contextlib.suppress(OSError):
             sock.close()
+
+
+def served_names(host: str, bound_host: str) -> list[str]:
+    """The Host names allowed by default: the address asked for and the one bound
+    (loopback names are always allowed); for a wildcard bind, this machine's names
+    and, through the wildcard itself, any IP address (see ``HostGuard``)."""
+    names = {host.lower().strip("[]"), bound_host.lower()}
+    if bound_host in ("0.0.0.0", "::"):
+        with contextlib.suppress(OSError):
+            names.add(socket.gethostname().lower())
+            names.add(socket.getfqdn().lower())
+            for info in socket.getaddrinfo(socket.gethostname(), None):
+                names.add(str(info[4][0]).lower())
+    return sorted(names - {""})
+
+
+def check_seconds(name: str, value) -> float:
+    import math
+
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise ConfigError(f"{name}: expected a number of seconds > 0. Received: {value!r}")
+    return float(value)
+
+
+def check_names(name: str, values) -> list[str]:
+    if isinstance(values, str):
+        values = [values]
+    names = []
+    for value in values or ():
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+            raise ConfigError(f"{name}: expected names without spaces. Received: {value!r}")
+        names.append(value.strip())
+    return names
+
+
+def _connection_cap() -> int:
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 1000
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(64, min(4096, soft - 64))
+
+
+def _guarded_protocol(header_timeout: float):
+    """uvicorn's h11 protocol with a deadline for each request's headers.
+
+    uvicorn keeps a connection that never sends a request (or sends its headers
+    one byte a minute) open for ever; each such socket counts against the
+    connection cap.  Here a timer starts when the connection opens and again when
+    a response is complete, and closes the connection unless the next request's
+    headers have arrived by then.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        _header_timer = None
+        _armed_cycle = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._armed_cycle = self.cycle
+            self._header_timer = self.loop.call_later(header_timeout, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _check_headers(self) -> None:
+            if self._header_timer is not None and self.cycle is not self._armed_cycle:
+                self._disarm()  # a new request's headers arrived
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing():
+                return
+            with contextlib.suppress(h11.LocalProtocolError):
+                self.conn.send(h11.ConnectionClosed())
+            self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self._check_headers()
+
+        def on_response_complete(self) -> None:
+            if not self.transport.is_closing():
+                self._arm()
+            super().on_response_complete()
+            self._check_headers()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
 
 
 def _is_loopback(host: str) -> bool:

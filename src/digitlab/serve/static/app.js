@@ -313,6 +313,7 @@ function setUpReport() {
         training_curves: "Training curves: loss and accuracy per epoch",
         predictions: "Sample predictions with their probabilities",
         mistakes: "The most confident mistakes",
+        reliability: "Reliability: how often answers of each confidence were right",
       };
       figures.replaceChildren();
       for (const [name, url] of Object.entries(model.report || {})) {

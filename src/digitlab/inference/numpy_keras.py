@@ -1,0 +1,221 @@
+"""The forward pass of digitlab's own Keras networks in NumPy, for quick answers.
+
+``digitlab predict`` answers one image.  Importing Keras and JAX and
+compiling the forward pass costs 1.5-3 s; the arithmetic for one image costs
+microseconds.  :func:`load` reads a ``model.keras`` archive (its
+``config.json`` and ``model.weights.h5``) without Keras and returns a
+:class:`NumpyNetwork` when every layer is one it knows -- the layers digitlab's
+mlp, cnn and cnn-fast are made of -- or None, and the caller loads the archive
+with Keras as usual.  The answers match Keras' to float32 rounding (tested).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.inference.classifier import Classifier
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(x):
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+def _elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0),
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "softmax": _softmax,
+    "elu": _elu,
+    "selu": lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0))),
+    "swish": lambda x: x * _sigmoid(x),
+    "silu": lambda x: x * _sigmoid(x),
+}
+
+
+class _Unsupported(Exception):
+    """A layer or option this module does not compute: use Keras."""
+
+
+def _activation(name):
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise _Unsupported(name)
+    return ACTIVATIONS[name]
+
+
+def _conv_same(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """A stride-1 "same" convolution, channels last, as one matrix product."""
+    kh, kw, cin, cout = kernel.shape
+    n, h, w, _ = x.shape
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    padded = np.pad(x, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
+    patches = np.empty((n, h, w, kh, kw, cin), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            patches[:, :, :, i, j, :] = padded[:, i : i + h, j : j + w, :]
+    return patches.reshape(n * h * w, -1).dot(kernel.reshape(-1, cout)).reshape(n, h, w, cout)
+
+
+def _layer(kind: str, config: dict, weights: list[np.ndarray]):
+    """One layer as a function of a batch ``(n, ...)``."""
+    if kind in ("Dropout", "Augmentation", "InputLayer"):
+        return None
+    if kind == "Flatten":
+        return lambda x: x.reshape(x.shape[0], -1)
+    if kind == "Reshape":
+        shape = tuple(int(s) for s in config["target_shape"])
+        return lambda x: x.reshape((x.shape[0], *shape))
+    if kind == "Permute":
+        dims = (0, *(int(d) for d in config["dims"]))
+        return lambda x: x.transpose(dims)
+    if kind == "Activation":
+        return _activation(config.get("activation"))
+    if kind == "MaxPool2x2":
+
+        def pool(x):
+            h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
+            top = np.maximum(x[:, 0:h:2, 0:w:2], x[:, 0:h:2, 1:w:2])
+            return np.maximum(top, np.maximum(x[:, 1:h:2, 0:w:2], x[:, 1:h:2, 1:w:2]))
+
+        return pool
+    if kind == "Dense":
+        act = _activation(config.get("activation", "linear"))
+        kernel = weights[0]
+        bias = weights[1] if config.get("use_bias", True) else None
+        if len(weights) != (2 if bias is not None else 1) or kernel.ndim != 2:
+            raise _Unsupported(kind)
+        return lambda x: act(x.dot(kernel) + bias if bias is not None else x.dot(kernel))
+    if kind == "Conv2D":
+        if (
+            config.get("padding") != "same"
+            or tuple(config.get("strides", (1, 1))) != (1, 1)
+            or tuple(config.get("dilation_rate", (1, 1))) != (1, 1)
+            or config.get("groups", 1) != 1
+            or config.get("data_format", "channels_last") != "channels_last"
+        ):
+            raise _Unsupported(kind)
+        act = _activation(config.get("activation", "linear"))
+        kernel = weights[0]
+        bias = weights[1] if config.get("use_bias", True) else None
+        if len(weights) != (2 if bias is not None else 1) or kernel.ndim != 4:
+            raise _Unsupported(kind)
+        return lambda x: act(_conv_same(x, kernel) + (0 if bias is None else bias))
+    if kind == "BatchNormalization":
+        if config.get("axis", -1) not in (-1, [-1]):
+            raise _Unsupported(kind)
+        rest = list(weights)
+        gamma = rest.pop(0) if config.get("scale", True) else 1.0
+        beta = rest.pop(0) if config.get("center", True) else 0.0
+        if len(rest) != 2:
+            raise _Unsupported(kind)
+        mean, variance = rest
+        factor = gamma / np.sqrt(variance + np.float32(config.get("epsilon", 1e-3)))
+        shift = beta - mean * factor
+        return lambda x: x * factor + shift
+    raise _Unsupported(kind)
+
+
+class NumpyNetwork:
+    """A Keras ``Sequential`` network of known layers, computed with NumPy."""
+
+    def __init__(self, name: str, input_shape: tuple[int, ...], layers: list, outputs: int):
+        self.name = name
+        self.input_shape = (None, *input_shape)
+        self.output_shape = (None, outputs)
+        self._layers = layers
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for layer in self._layers:
+            x = layer(x)
+        return x
+
+    def __repr__(self) -> str:
+        return f"NumpyNetwork({self.name!r}, {len(self._layers)} layers)"
+
+
+def _snake_case(name: str) -> str:
+    """Keras' ``to_snake_case``: ``BatchNormalization`` → ``batch_normalization``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _saved_name(kind: str, used: dict[str, int]) -> str:
+    """Where Keras keeps a layer's weights in the archive: its class in snake
+    case, numbered within the model (``dense``, ``dense_1``…), not its name."""
+    base = _snake_case(kind)
+    count = used.get(base, 0)
+    used[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def load(file: Path) -> NumpyNetwork | None:
+    """The network in the Keras archive ``file`` (already checked by
+    :func:`digitlab.inference.formats.check_archive`), or None when it has a
+    layer this module does not compute."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            config = json.loads(archive.read("config.json"))
+            if config.get("class_name") != "Sequential":
+                return None
+            specs = config["config"]["layers"]
+            weights_file = io.BytesIO(archive.read("model.weights.h5"))
+        import h5py
+
+        with h5py.File(weights_file, "r") as h5:
+            group = h5["layers"]
+            layers, input_shape, outputs, used = [], None, None, {}
+            for spec in specs:
+                kind, options = spec["class_name"], spec["config"]
+                if kind == "InputLayer":
+                    input_shape = tuple(int(s) for s in options["batch_shape"][1:])
+                    continue
+                name = _saved_name(kind, used)
+                found = group[name]["vars"] if name in group else {}
+                weights = [np.asarray(found[str(i)], dtype=np.float32) for i in range(len(found))]
+                layer = _layer(kind, options, weights)
+                if kind == "Dense":
+                    outputs = int(options["units"])
+                if layer is not None:
+                    layers.append(layer)
+            if input_shape is None or outputs is None or not math.prod(input_shape):
+                return None
+            return NumpyNetwork(config["config"].get("name", "model"), input_shape, layers, outputs)
+    except _Unsupported:
+        return None
+    except (KeyError, IndexError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        # Keras will say what is wrong with the archive in its own words.
+        del exc
+        return None
+
+
+class NumpyClassifier(Classifier):
+    """A :class:`NumpyNetwork` behind the :class:`Classifier` contract."""
+
+    backend = "numpy"
+
+    def __init__(self, network: NumpyNetwork, *, class_names, image_shape):
+        super().__init__(network, class_names=class_names, image_shape=image_shape)
+        self.check_network(network)
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model(x.astype(np.float32, copy=False))

@@ -1,0 +1,119 @@
+"""A look inside a trained network: what it learned and why it answered.
+
+* :func:`first_layer_weights` - the MLP's first Dense layer as one 28x28
+  picture per hidden unit (the classic MNIST figure: strokes and blobs the
+  unit responds to).
+* :func:`hidden_activations` - every Dense layer's output for one image.
+* :func:`saliency` - gradient x input: which pixels pushed the answer up
+  (positive) or down (negative), for any Keras model on the JAX backend, or
+  occlusion (how much the probability drops when a patch is blanked) for any
+  other model.
+
+Numbers only; :mod:`digitlab.plots` draws them (``plot_weights``,
+``plot_saliency``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from digitlab.errors import ConfigError
+from digitlab.inference.predictor import as_classifier
+
+
+def _keras_model(run):
+    model = as_classifier(run).model
+    if not hasattr(model, "layers"):
+        raise ConfigError(
+            f"model: expected a Keras model to look inside. Received: {type(model).__name__}"
+        )
+    return model
+
+
+def _dense_layers(model) -> list:
+    from digitlab._backend import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras().layers.Dense)]
+
+
+def first_layer_weights(run) -> np.ndarray:
+    """``(units, H, W)``: the weights from every pixel into each unit of the
+    first Dense layer, for a network that starts by flattening its image (the
+    MLP).  Raises :class:`ConfigError` for a network that starts otherwise."""
+    model = _keras_model(run)
+    shape = tuple(model.input_shape[1:])
+    dense = _dense_layers(model)
+    if not dense or int(dense[0].kernel.shape[0]) != int(np.prod(shape)):
+        raise ConfigError(
+            f"model: expected a network whose first Dense layer sees every pixel (the MLP). "
+            f"Received: {model.name}"
+        )
+    kernel = np.asarray(dense[0].kernel)  # (pixels, units)
+    return kernel.T.reshape(-1, *shape)
+
+
+def hidden_activations(run, image) -> list[np.ndarray]:
+    """The output of every Dense layer but the last for one image ``(H, W)``
+    float in [0, 1]: a list of ``(units,)`` arrays, first layer first."""
+    from digitlab._backend import keras
+
+    model = _keras_model(run)
+    x = np.asarray(image, dtype=np.float32)[None]
+    outputs = [layer.output for layer in _dense_layers(model)[:-1]]
+    if not outputs:
+        return []
+    probe = keras().Model(model.inputs, outputs)
+    values = probe.predict_on_batch(x)
+    values = values if isinstance(values, list | tuple) else [values]
+    return [np.asarray(v)[0] for v in values]
+
+
+def saliency(run, images, classes=None, *, patch: int = 4) -> np.ndarray:
+    """``(n, H, W)``: each pixel's share in the probability of ``classes``
+    (default: the predicted class) for images ``(n, H, W)`` float in [0, 1].
+
+    Keras on JAX: gradient x input of the class probability.  Any other
+    model: occlusion, the drop in that probability when a ``patch`` x ``patch``
+    square around the pixel is set to 0.
+    """
+    classifier = as_classifier(run)
+    x = np.asarray(images, dtype=np.float32)
+    probs = classifier.predict_proba(x)
+    classes = probs.argmax(axis=1) if classes is None else np.asarray(classes, dtype=np.int64)
+    gradient = _jax_gradient(classifier.model, x, classes)
+    if gradient is not None:
+        return gradient * x
+    return _occlusion(classifier, x, classes, probs, patch)
+
+
+def _jax_gradient(model, x: np.ndarray, classes: np.ndarray):
+    if not hasattr(model, "stateless_call"):
+        return None
+    from digitlab._backend import keras
+
+    if keras().backend.backend() != "jax":
+        return None
+    import jax
+    import jax.numpy as jnp
+
+    trainable = [v.value for v in model.trainable_variables]
+    frozen = [v.value for v in model.non_trainable_variables]
+
+    def chosen(inputs):
+        out, _ = model.stateless_call(trainable, frozen, inputs, training=False)
+        return jnp.sum(out[jnp.arange(inputs.shape[0]), classes])
+
+    return np.asarray(jax.grad(chosen)(jnp.asarray(x)))
+
+
+def _occlusion(classifier, x, classes, probs, patch):
+    n, height, width = x.shape
+    base = probs[np.arange(n), classes]
+    out = np.zeros_like(x)
+    for top in range(0, height, patch):
+        for left in range(0, width, patch):
+            blanked = x.copy()
+            blanked[:, top : top + patch, left : left + patch] = 0.0
+            drop = base - classifier.predict_proba(blanked)[np.arange(n), classes]
+            out[:, top : top + patch, left : left + patch] = drop[:, None, None]
+    return out
