@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -70,8 +71,6 @@ def test_training_curves_show_whole_epochs(epochs):
 
 
 def test_a_look_inside_the_mlp_and_a_convnet(small_mnist):
-    import numpy as np
-
     from digitlab import inside
     from digitlab.errors import ConfigError
     from digitlab.runs import load_run
@@ -113,3 +112,26 @@ def test_the_report_figures_of_a_fresh_mlp_include_what_it_learned(small_mnist, 
         assert plots.is_own_png(run.path / name), name
     text = (run.path / "report.html").read_text(encoding="utf-8")
     assert "What the first layer learned" in text and "Why the worst mistakes" in text
+
+
+@pytest.mark.slow
+def test_the_api_answers_why_with_a_saliency_map_per_digit(small_mnist, tmp_path):
+    import base64
+    import io
+
+    from predict_helpers import client, encode, number_image, running_server
+
+    photo = encode(number_image([small_mnist.x_test[0], small_mnist.x_test[1]]))
+    with running_server(FIXTURES / "mlp-0.1.0", tmp_path, "--quiet") as url, client(url) as http:
+        plain = http.post("/api/predict", files={"file": ("n.png", photo)}).json()
+        assert "why" not in plain
+        reply = http.post("/api/predict?explain=true", files={"file": ("n.png", photo)})
+        assert reply.status_code == 200
+        answer = reply.json()
+    assert answer["digit"] == plain["digit"] and len(answer["why"]) == answer["digits"] == 2
+    for data_url in answer["why"]:
+        assert data_url.startswith("data:image/png;base64,")
+        image = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+        assert image.size == (28, 28) and image.mode == "RGB"
+        pixels = np.asarray(image)
+        assert (pixels != 255).any()  # some pixels mattered

@@ -131,6 +131,22 @@ def test_drawing_a_one_shows_a_live_prediction(page, server, tmp_path):
     _only_local(page, server)
 
 
+def test_why_shows_which_pixels_made_it_say_so(page, server, tmp_path):
+    page.goto(server + "/")
+    _wait_until(page, "() => document.getElementById('model-line').textContent.includes('Model')")
+    page.check("#explain")
+    _draw(page, [(0.52, 0.15), (0.5, 0.5), (0.48, 0.85)])
+    _wait_for_prediction(page)
+    _wait_until(page, "() => document.querySelectorAll('#why img').length === 1")
+    why = page.locator("#why img")
+    assert why.evaluate("img => img.naturalWidth") == 28 and page.is_visible("#why")
+    page.screenshot(path=str(tmp_path / "why.png"), full_page=True)
+    page.click("#clear")
+    _wait_until(page, "() => document.getElementById('why').hidden")
+    assert page.errors == []
+    _only_local(page, server)
+
+
 def test_drawing_a_seven_then_clear_resets_everything(page, server):
     page.goto(server + "/")
     _draw(page, [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)])

@@ -117,3 +117,47 @@ def _occlusion(classifier, x, classes, probs, patch):
             drop = base - classifier.predict_proba(blanked)[np.arange(n), classes]
             out[:, top : top + patch, left : left + patch] = drop[:, None, None]
     return out
+
+
+def saliency_png(saliency_map: np.ndarray) -> bytes:
+    """A saliency map as a PNG: red where pixels pushed the answer up, blue
+    where they pushed it down, white where they did nothing."""
+    import io
+
+    from PIL import Image
+
+    values = np.asarray(saliency_map, dtype=np.float64)
+    limit = float(np.abs(values).max()) or 1.0
+    up = np.clip(values / limit, 0.0, 1.0)
+    down = np.clip(-values / limit, 0.0, 1.0)
+    rgb = np.stack([1.0 - down, 1.0 - up - down, 1.0 - up], axis=-1)
+    image = Image.fromarray((np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8), mode="RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def why(predictor, result: dict) -> list[str]:
+    """For a :func:`~digitlab.inference.read_image` result, one
+    ``data:image/png`` URL per image the model saw: its saliency map for the
+    class the model answered (see :func:`saliency`)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from digitlab.inference import decode_data_url
+
+    if not result.get("images"):
+        return []
+    pixels = np.stack(
+        [
+            np.asarray(Image.open(io.BytesIO(decode_data_url(url))).convert("L"), np.float32)
+            / 255.0
+            for url in result["images"]
+        ]
+    )
+    maps = saliency(predictor, pixels)
+    return [
+        "data:image/png;base64," + base64.b64encode(saliency_png(m)).decode("ascii") for m in maps
+    ]

@@ -283,6 +283,10 @@ def create_app(
         threshold: Annotated[
             float, Query(ge=0.0, le=1.0, description="least probability to name a digit")
         ] = 0.5,
+        explain: Annotated[
+            bool,
+            Query(description="also answer why: a saliency map per image the model saw"),
+        ] = False,
     ):
         # Shed at once when the queue is full (without reading the body); else the
         # body is read first (within the body deadline): a slow or stalled upload
@@ -298,12 +302,7 @@ def create_app(
             async with admission.running:
                 try:
                     return await run_in_threadpool(
-                        read_image,
-                        predictor,
-                        source,
-                        name=name,
-                        single=single,
-                        threshold=threshold,
+                        _read, predictor, source, name, single, threshold, explain
                     )
                 except DigitlabError as exc:
                     raise ApiError(400, _no_object_reprs(str(exc), name)) from None
@@ -311,6 +310,15 @@ def create_app(
             admission.leave()
 
     return app
+
+
+def _read(predictor, source, name, single, threshold, explain) -> dict:
+    result = read_image(predictor, source, name=name, single=single, threshold=threshold)
+    if explain:
+        from digitlab import inside
+
+        result["why"] = inside.why(predictor, result)
+    return result
 
 
 def _busy(admission: Admission) -> ApiError:

@@ -31,6 +31,8 @@ function setUpDrawing() {
   const clearButton = document.getElementById("clear");
   const upload = document.getElementById("upload");
   const numberBox = document.getElementById("number");
+  const explainBox = document.getElementById("explain");
+  const whyOut = document.getElementById("why");
   const digitOut = document.getElementById("digit");
   const statusOut = document.getElementById("status");
   const errorOut = document.getElementById("error");
@@ -65,6 +67,8 @@ function setUpDrawing() {
     digitOut.dataset.status = "empty";
     statusOut.textContent = "Draw a digit to start.";
     seen.replaceChildren();
+    whyOut.replaceChildren();
+    whyOut.hidden = true;
     renderBars([]);
     hideError();
   }
@@ -123,11 +127,21 @@ function setUpDrawing() {
       )
     );
     renderBars(result.probabilities);
+    const why = result.why || [];
+    whyOut.hidden = !why.length;
+    whyOut.replaceChildren(
+      ...why.map((url, i) =>
+        el("img", { src: url, width: "112", height: "112", class: "why", alt: `Why, input ${i + 1}: red pixels pushed the answer up, blue down` })
+      )
+    );
   }
 
   async function predict(body, headers = {}) {
     const mine = ++sequence;
-    const query = numberBox.checked ? "" : "?single=true";
+    const options = [];
+    if (!numberBox.checked) options.push("single=true");
+    if (explainBox.checked) options.push("explain=true");
+    const query = options.length ? "?" + options.join("&") : "";
     let response;
     try {
       response = await fetch("/api/predict" + query, { method: "POST", body, headers });
@@ -228,6 +242,7 @@ function setUpDrawing() {
     showEmpty();
   });
 
+  explainBox.addEventListener("change", () => schedulePrediction(0));
   numberBox.addEventListener("change", () => {
     if (inked) schedulePrediction(0);
     else if (upload.files.length) sendPhoto(upload.files[0]);
