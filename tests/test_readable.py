@@ -135,3 +135,12 @@ def test_the_api_answers_why_with_a_saliency_map_per_digit(small_mnist, tmp_path
         assert image.size == (28, 28) and image.mode == "RGB"
         pixels = np.asarray(image)
         assert (pixels != 255).any()  # some pixels mattered
+
+
+def test_output_into_a_closed_pipe_stops_quietly():
+    import subprocess
+    import sys
+
+    command = f"{sys.executable} -m digitlab data show --index 0 --json | head -n 1"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.stdout == "{\n" and done.stderr == ""

@@ -14,6 +14,7 @@ that need them, so ``digitlab --help`` and ``digitlab data info`` stay quick.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     except DigitlabError as exc:
         return fail(as_flags(str(exc), getattr(args, "flags", {})))
+    except BrokenPipeError:
+        # `digitlab ... | head`: the reader left; stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:  # permissions, full disk, a path that is a file…
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         return fail(f"{where}{exc.strerror or exc}")

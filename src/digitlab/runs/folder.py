@@ -126,9 +126,7 @@ def check_run_dir(path: str | os.PathLike) -> Path:
     """Refuse a target that already holds files: a run never overwrites data."""
     path = Path(path)
     if path.is_symlink():  # renaming the run over it would fail after training
-        raise RunError(
-            f"{path}: expected a new or empty folder for the run. It is a symbolic link"
-        )
+        raise RunError(f"{path}: expected a new or empty folder for the run. It is a symbolic link")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RunError(f"{path}: expected a new or empty folder for the run. It already exists")
     parent = path.parent
@@ -204,7 +202,11 @@ def load_run(path, *, quick: bool = False) -> Run:
     metrics = Metrics.from_dict(_read_json(path / METRICS_FILE), str(path / METRICS_FILE))
     classifier = load_classifier(path, config=config, info=info, quick=quick)
     return Run(
-        path=path, config=config, classifier=classifier, info=info, history=history,
+        path=path,
+        config=config,
+        classifier=classifier,
+        info=info,
+        history=history,
         metrics=metrics,
     )
 

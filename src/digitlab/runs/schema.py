@@ -310,7 +310,9 @@ class Metrics(_Record):
         data = _object(data, file)
         known = {f.name for f in dataclasses.fields(cls)}
         matrix = _take(data, "confusion_matrix", "list", file, default=[])
-        if not all(isinstance(row, list) and all(_kind_ok(v, "int") for v in row) for row in matrix):
+        if not all(
+            isinstance(row, list) and all(_kind_ok(v, "int") for v in row) for row in matrix
+        ):
             raise RunError(f"{file}: field 'confusion_matrix': expected rows of integers")
         mistakes = _take(data, "worst_mistakes", "list", file, default=[])
         if not all(isinstance(m, dict) for m in mistakes):
