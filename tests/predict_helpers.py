@@ -125,10 +125,18 @@ def running_server(run_dir: Path, log_dir: Path, *args: str, timeout: float = 12
 
     Yields its base URL once ``/api/health`` answers; stops it afterwards.
     """
-    log_dir.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = log_dir / "serve.out", log_dir / "serve.err"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "digitlab", "serve", str(run_dir), "--port", "0", *args]
+    with serving(command, log_dir, timeout=timeout) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(command: list[str], log_dir: Path, *, timeout: float = 120.0, name: str = "serve"):
+    """Any command that prints ``... on http://HOST:PORT`` and serves digitlab's
+    API, as a real process: yields the URL once ``/api/health`` answers."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
     try:

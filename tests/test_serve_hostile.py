@@ -4,9 +4,7 @@ form posts, decompression-cost images, and the small holes of issue 11."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -18,7 +16,15 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
-from predict_helpers import client, confident_digits, encode, paper_digit, running_server, tiny_run
+from predict_helpers import (
+    client,
+    confident_digits,
+    encode,
+    paper_digit,
+    running_server,
+    serving,
+    tiny_run,
+)
 
 pytestmark = pytest.mark.slow  # starts server processes
 
@@ -62,37 +68,10 @@ def _error(response, status: int, fragment: str = "") -> str:
     return body["error"]
 
 
-@contextlib.contextmanager
 def python_server(code: str, log_dir: Path, timeout: float = 120.0):
     """A server started by ``digitlab.serve.serve(...)`` in a Python subprocess
     (for the options that are library arguments): yields its base URL."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = log_dir / "py.out", log_dir / "py.err"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code], stdout=out, stderr=err, env={**os.environ}
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while " on http://" not in out_path.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(err_path.read_text(errors="replace")[-2000:])
-            time.sleep(0.1)
-        url = out_path.read_text().split(" on ", 1)[1].split()[0]
-        with client(url, timeout=30) as http:
-            while True:
-                with contextlib.suppress(Exception):
-                    if http.get("/api/health").status_code == 200:
-                        break
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return serving([sys.executable, "-c", code], log_dir, timeout=timeout, name="py")
 
 
 # --------------------------------------------------------------------------- denial of service
