@@ -19,6 +19,9 @@ from PIL import Image
 RESULT_FIELDS = {
     "file",
     "status",
+    "reason",
+    "digit_scores",
+    "detector",
     "digit",
     "class_name",
     "probability",

@@ -103,9 +103,11 @@ def _wait_until(page, script: str, timeout: float = 30.0) -> None:
 
 
 def _wait_for_prediction(page) -> str:
+    """The answer to the whole drawing (not to a stroke still being drawn)."""
     _wait_until(
         page,
-        "() => ['ok', 'not sure', 'no digit']"
+        "() => document.getElementById('pad').dataset.pending === 'false' && "
+        "['ok', 'not sure', 'no digit']"
         ".includes(document.getElementById('digit').dataset.status)",
     )
     return page.locator("#digit").inner_text()

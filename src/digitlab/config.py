@@ -58,7 +58,7 @@ class TrainConfig:
     #: probabilities mean what they say (see :func:`digitlab.evaluation.fit_temperature`).
     calibrate: bool = True
     #: On the official split (whose evaluation set is the test set), this many
-    #: seeded training images are held out to validate and calibrate on.
+    #: training images (the same for every seed) are held out to validate and calibrate on.
     calibration_size: int = 5000
 
     def __post_init__(self) -> None:

@@ -124,6 +124,8 @@ def build_report(run, figures_from: Path | None = None) -> str:
         parts.append("</div>")
         parts.extend(zooms)
 
+    parts.extend(_ood_section(metrics.extra.get("ood")))
+
     if metrics.per_class:
         parts.append(
             "<h2>Per class</h2><p class='meaning'>precision: "
@@ -149,6 +151,36 @@ def build_report(run, figures_from: Path | None = None) -> str:
         parts.append(f"<dt>{_e(key)}</dt><dd>{_e(value)}</dd>")
     parts.append("</dl></body></html>\n")
     return "\n".join(parts)
+
+
+def _ood_section(ood) -> list[str]:
+    """The "not a digit" table, from ``metrics.json``'s ``"ood"`` figures."""
+    if not isinstance(ood, dict) or not isinstance(ood.get("families"), dict):
+        return []
+    digits = ood.get("digits") or {}
+    rows = [
+        "<h2>Not a digit</h2><p class='meaning'>Before a digit is named, a detector "
+        "shipped with digitlab scores whether each mark is a digit at all; below "
+        f"{_e(ood.get('threshold'))} the answer is \"no digit\". Here "
+        f"{100 * float(digits.get('accepted', 0)):.2f} % of {int(digits.get('images', 0)):,} "
+        f"evaluation digits were accepted, and {100 * float(ood.get('rejected', 0)):.1f} % of "
+        f"generated non-digits rejected ({_e(ood.get('negatives', ''))}). AUROC: the "
+        "chance a digit scores above a non-digit. FAR@95%TAR: the share of non-digits "
+        "let through at the score that accepts 95% of digits.</p>",
+        "<table><tr><th>family</th><th>AUROC</th><th>FAR@95%TAR</th><th>rejected</th>"
+        "<th>images</th></tr>",
+    ]
+    for name, row in ood["families"].items():
+        if not isinstance(row, dict):
+            continue
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td>{float(row.get('auroc', 0)):.3f}</td>"
+            f"<td>{float(row.get('far_at_95_tar', 0)):.3f}</td>"
+            f"<td>{100 * float(row.get('rejected', 0)):.1f} %</td>"
+            f"<td>{int(row.get('images', 0)):,}</td></tr>"
+        )
+    rows.append("</table>")
+    return rows
 
 
 def write_report(run, folder: Path | None = None) -> Path:

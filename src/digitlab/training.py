@@ -54,7 +54,7 @@ def train(
     parts = data_module.split(
         dataset, config.split, seed=config.seed, validation_size=config.validation_size
     )
-    fit_parts = _held_out(parts, config)
+    fit_parts = held_out(parts, config)
     result = kind.fit(
         config,
         fit_parts,
@@ -70,8 +70,53 @@ def train(
         image_shape=dataset.image_shape,
         model_name=config.model,
     )
-    calibration = _calibrate(classifier, fit_parts) if config.calibrate else None
+    calibration = calibrate(classifier, fit_parts) if config.calibrate else None
 
+    history = runs.History(
+        curves={k: tuple(v) for k, v in result.history.items() if k != "epoch_seconds"},
+        epoch_seconds=tuple(result.epoch_seconds),
+    )
+    seconds = result.epoch_seconds
+    return finish_run(
+        config=config,
+        dataset=dataset,
+        parts=parts,
+        classifier=classifier,
+        model=result.model,
+        model_format=model_format,
+        history=history,
+        run_dir=run_dir,
+        plots_enabled=plots_enabled,
+        params=int(result.params),
+        size_unit=result.size_unit,
+        train_seconds=float(result.train_seconds),
+        train_size=int(fit_parts.x_train.shape[0]),
+        compile_seconds=result.compile_seconds,
+        first_epoch_seconds=seconds[0] if seconds else None,
+        seconds_per_epoch=statistics.median(seconds[1:] or seconds) if seconds else None,
+        calibration=calibration,
+        extra={kind.info_key: result.info} if kind.info_key and result.info else {},
+    )
+
+
+def finish_run(
+    *,
+    config,
+    dataset,
+    parts,
+    classifier,
+    model,
+    model_format,
+    history,
+    run_dir,
+    plots_enabled: bool,
+    train_size: int,
+    **info_fields,
+) -> runs.Run:
+    """Evaluate a trained classifier once on ``parts``' evaluation set, add the
+    "not a digit" figures for digit models, and save the run folder with its
+    plots and report.  ``info_fields`` are the rest of ``run.json``'s record
+    (params, seconds, calibration, extra)."""
     start = time.perf_counter()
     evaluation = evaluate(
         classifier,
@@ -81,11 +126,12 @@ def train(
         class_names=dataset.class_names,
     )
     predict_seconds = time.perf_counter() - start
-    history = runs.History(
-        curves={k: tuple(v) for k, v in result.history.items() if k != "epoch_seconds"},
-        epoch_seconds=tuple(result.epoch_seconds),
-    )
-    metrics = runs.Metrics.from_dict(evaluation.to_dict())
+    measured = evaluation.to_dict()
+    if dataset.is_digits and tuple(dataset.image_shape) == (28, 28):
+        from digitlab.ood import ood_report
+
+        measured["ood"] = ood_report(parts.x_eval)
+    metrics = runs.Metrics.from_dict(measured)
     data_info = runs.DataInfo(
         name=dataset.name,
         source=dataset.source,
@@ -93,26 +139,17 @@ def train(
         verified=dataset.verified,
         class_names=tuple(dataset.class_names),
         image_shape=tuple(dataset.image_shape),
-        train_size=int(fit_parts.x_train.shape[0]),
+        train_size=train_size,
         eval_set=parts.eval_set,
         eval_size=int(evaluation.size),
     )
-    seconds = result.epoch_seconds
     info = runs.RunInfo(
         created=runs.now(),
-        params=int(result.params),
-        size_unit=result.size_unit,
-        train_seconds=float(result.train_seconds),
-        compile_seconds=result.compile_seconds,
-        first_epoch_seconds=seconds[0] if seconds else None,
-        seconds_per_epoch=statistics.median(seconds[1:] or seconds) if seconds else None,
         predict_seconds_per_10k=predict_seconds * 10_000 / max(evaluation.size, 1),
         data=data_info,
-        calibration=calibration,
         versions=runs.versions(),
-        extra={kind.info_key: result.info} if kind.info_key and result.info else {},
+        **info_fields,
     )
-
     target = run_dir if run_dir is not None else runs.default_run_dir(config.model)
 
     def write_plots(folder) -> None:
@@ -133,7 +170,7 @@ def train(
     path, info = runs.save_run(
         target,
         config=config,
-        model=result.model,
+        model=model,
         model_format=model_format,
         info=info,
         history=history,
@@ -150,11 +187,18 @@ def train(
     )
 
 
-def _held_out(parts: data_module.Split, config: TrainConfig) -> data_module.Split:
+#: Draws the images the official split holds out (the default seed's, so runs of
+#: seed 42 are unchanged).
+HELD_OUT_SEED = 42
+
+
+def held_out(parts: data_module.Split, config: TrainConfig) -> data_module.Split:
     """What the model fits and validates on.  On the official split the
     evaluation set is the test set, evaluated once at the end: so that
     validation curves and the temperature never see it, ``calibration_size``
-    (at most a tenth) seeded training images are held out as the validation set (with
+    (at most a tenth) training images are held out as the validation set, the
+    same ones whatever ``config.seed`` (drawn with :data:`HELD_OUT_SEED`), so
+    runs of several seeds share one validation set an ensemble can use (with
     ``calibrate`` off, the 0.1.0 behaviour: all 60,000 train, the test set
     validates)."""
     if config.split != "official" or not config.calibrate:
@@ -167,7 +211,7 @@ def _held_out(parts: data_module.Split, config: TrainConfig) -> data_module.Spli
         )
     # At most a tenth of the training images: a small dataset keeps most to learn from.
     held_out = min(config.calibration_size, n // 10)
-    order = np.random.default_rng(config.seed).permutation(n)
+    order = np.random.default_rng(HELD_OUT_SEED).permutation(n)
     keep, held = (
         np.sort(order[:-held_out]),
         np.sort(order[-held_out:]),
@@ -185,7 +229,7 @@ def _held_out(parts: data_module.Split, config: TrainConfig) -> data_module.Spli
     )
 
 
-def _calibrate(classifier, parts: data_module.Split) -> dict:
+def calibrate(classifier, parts: data_module.Split) -> dict:
     """Fit the classifier's temperature on the validation images; return what
     ``run.json`` records of it."""
     before = score(classifier.predict_proba(parts.x_eval), parts.labels_eval)

@@ -92,6 +92,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="least probability to name a digit, else 'not sure' (default: 0.5)",
     )
     p.add_argument(
+        "--no-reject",
+        dest="reject",
+        action="store_false",
+        help="read every mark as a digit: no 'not a digit' answers (as in digitlab 0.1.0)",
+    )
+    p.add_argument(
         "--preview", type=Path, metavar="DIR", help="save the 28x28 images the model saw here"
     )
     _add_data_dir(p)

@@ -31,7 +31,12 @@ def _predict_files(args) -> int:
     for path in args.images:
         try:
             result = read_image(
-                predictor, path, name=str(path), single=args.single, threshold=args.threshold
+                predictor,
+                path,
+                name=str(path),
+                single=args.single,
+                threshold=args.threshold,
+                reject=args.reject,
             )
         except ImageError as exc:
             failed += 1
@@ -52,6 +57,12 @@ def _describe_reading(result: dict, threshold: float) -> str:
     """One line: ``digit.png: 7 (probability 0.9812; top 3: 7 0.981, 1 0.010, 9 0.004)``."""
     top3 = ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in result["top3"])
     if result["status"] == "no digit":
+        if result.get("reason") == "not a digit":
+            scores = ", ".join(f"{v:.3f}" for v in result["digit_scores"])
+            return (
+                f"{result['file']}: no digit: not a digit (digit score {scores} < "
+                f"{result['detector']:.3f}; --no-reject reads it anyway)"
+            )
         return f"{result['file']}: no digit found"
     count = f"{result['digits']} digits, " if result["digits"] > 1 else ""
     if result["status"] == "not sure":

@@ -582,6 +582,20 @@ def _normalise(ink: _InkMap, components) -> tuple[np.ndarray, tuple[int, int, in
     return np.clip(pixels, 0.0, 1.0), box
 
 
+def frame_ink(ink: np.ndarray, *, level: float = 0.5) -> np.ndarray:
+    """Frame a clean image of light marks on black (no paper, no lighting) like
+    :func:`prepare_digit` frames the ink it finds: ``(28, 28)`` float32, the marks'
+    longer side 20 px, centre of mass on (14, 14).  All zero when nothing reaches
+    ``level``.  Much faster than :func:`prepare_digit`, for generated images."""
+    strength = _as_unit_float(ink)
+    rows = np.flatnonzero((strength >= level).any(axis=1))
+    cols = np.flatnonzero((strength >= level).any(axis=0))
+    if not rows.size:
+        return np.zeros((MNIST_SIZE, MNIST_SIZE), dtype=np.float32)
+    crop = strength[max(0, rows[0] - 2) : rows[-1] + 3, max(0, cols[0] - 2) : cols[-1] + 3]
+    return np.clip(_frame(np.ascontiguousarray(crop), level)[0], 0.0, 1.0)
+
+
 def _blank() -> Prepared:
     return Prepared(np.zeros((MNIST_SIZE, MNIST_SIZE), dtype=np.float32), False, None)
 

@@ -22,6 +22,9 @@ MNIST_SHAPE = (28, 28)
 STATUS_OK = "ok"
 STATUS_NO_DIGIT = "no digit"
 STATUS_NOT_SURE = "not sure"
+REASON_BLANK = "blank"
+REASON_NOT_A_DIGIT = "not a digit"
+REASON_BELOW_THRESHOLD = "below threshold"
 
 # A pixel array is "blank" when no pixel reaches this brightness (0..1): the
 # model would still answer, but nothing was written.
@@ -125,6 +128,7 @@ def read_image(
     name: str | None = None,
     single: bool = False,
     threshold: float = 0.5,
+    reject: bool = True,
 ) -> dict:
     """Read the digit (or the number, or the class) in one image.
 
@@ -142,13 +146,22 @@ def read_image(
             the ten digits read numbers: for other classes (clothing, letters)
             the image is always one item.
         threshold: the least probability (in [0, 1]) to name a digit or number.
+        reject: for models of the ten digits, answer ``"no digit"`` when any
+            framed crop is not a digit by :mod:`digitlab.inference.detector`
+            (letters, scribbles, textures, noise...).  False reads every crop as
+            a digit, as digitlab 0.1.0 did.
 
     Returns:
         A JSON-ready dict, the fields ``digitlab predict --json`` prints:
 
         * ``file``: ``name``.
-        * ``status``: ``"ok"``, ``"no digit"`` (nothing written) or ``"not sure"``
-          (``probability`` below ``threshold``).
+        * ``status``: ``"ok"``, ``"no digit"`` (nothing written, or not a digit)
+          or ``"not sure"`` (``probability`` below ``threshold``).
+        * ``reason``: why the status is not ``"ok"``: ``"blank"``, ``"not a digit"``
+          or ``"below threshold"``; None when it is.
+        * ``digit_scores``: for models of the ten digits read with ``reject``, the
+          probability that each crop is a digit at all (see ``detector``); else ``[]``.
+        * ``detector``: the threshold the scores were held to (None without them).
         * ``digit``: an int 0..9; for a number, a string of digits such as ``"42"``;
           None unless status is ``"ok"``, and always None for classes that are not
           the ten digits.
@@ -202,6 +215,7 @@ def read_image(
     result = {
         "file": label,
         "status": STATUS_NO_DIGIT,
+        "reason": REASON_BLANK,
         "digit": None,
         "class_name": None,
         "probability": None,
@@ -210,9 +224,20 @@ def read_image(
         "digits": len(prepared),
         "boxes": [list(p.box) for p in prepared if p.box is not None],
         "images": [png_data_url(p.pixels) for p in prepared],
+        "digit_scores": [],
+        "detector": None,
     }
     if not prepared:
         return result
+    rejected = False
+    if digits and reject and shape == MNIST_SHAPE:
+        from digitlab.inference.detector import load_detector
+
+        detector = load_detector()
+        scores = detector.scores(np.stack([p.pixels for p in prepared]))
+        result["digit_scores"] = [round(float(v), 6) for v in scores]
+        result["detector"] = detector.threshold
+        rejected = bool((scores < detector.threshold).any())
     probs = predictor.predict_proba(np.stack([p.pixels for p in prepared])).astype(np.float64)
     if len(prepared) == 1:
         row = probs[0]
@@ -236,10 +261,14 @@ def read_image(
         result["probabilities"] = [[float(p) for p in row] for row in probs]
     result["top3"] = top3
     result["probability"] = probability
-    if probability < threshold:
+    if rejected:
+        result["reason"] = REASON_NOT_A_DIGIT
+    elif probability < threshold:
         result["status"] = STATUS_NOT_SURE
+        result["reason"] = REASON_BELOW_THRESHOLD
     else:
         result["status"] = STATUS_OK
+        result["reason"] = None
         result["digit"] = best if digits else None
         result["class_name"] = best_name
     return result

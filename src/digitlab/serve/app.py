@@ -287,6 +287,10 @@ def create_app(
             bool,
             Query(description="also answer why: a saliency map per image the model saw"),
         ] = False,
+        reject: Annotated[
+            bool,
+            Query(description="answer 'no digit' for marks that are not digits"),
+        ] = True,
     ):
         # Shed at once when the queue is full (without reading the body); else the
         # body is read first (within the body deadline): a slow or stalled upload
@@ -302,7 +306,7 @@ def create_app(
             async with admission.running:
                 try:
                     return await run_in_threadpool(
-                        _read, predictor, source, name, single, threshold, explain
+                        _read, predictor, source, name, single, threshold, explain, reject
                     )
                 except DigitlabError as exc:
                     raise ApiError(400, _no_object_reprs(str(exc), name)) from None
@@ -312,8 +316,10 @@ def create_app(
     return app
 
 
-def _read(predictor, source, name, single, threshold, explain) -> dict:
-    result = read_image(predictor, source, name=name, single=single, threshold=threshold)
+def _read(predictor, source, name, single, threshold, explain, reject=True) -> dict:
+    result = read_image(
+        predictor, source, name=name, single=single, threshold=threshold, reject=reject
+    )
     if explain:
         from digitlab import inside
 

@@ -117,6 +117,9 @@ function setUpDrawing() {
     } else if (result.status === "not sure") {
       digitOut.textContent = "?";
       statusOut.textContent = `Not sure: best guess ${named(result.top3[0])} at ${percent(result.probability)}. Top 3: ${top}.`;
+    } else if (result.reason === "not a digit") {
+      digitOut.textContent = "✗";
+      statusOut.textContent = "Not a digit: this does not look like any of 0–9. Draw one digit.";
     } else {
       digitOut.textContent = "–";
       statusOut.textContent = "No digit found. Draw a bigger or darker one.";
@@ -146,11 +149,15 @@ function setUpDrawing() {
     try {
       response = await fetch("/api/predict" + query, { method: "POST", body, headers });
     } catch (error) {
-      if (mine === sequence) showError(`The server did not answer (${error.message}).`);
+      if (mine === sequence) {
+        if (!timer) pad.dataset.pending = "false";
+        showError(`The server did not answer (${error.message}).`);
+      }
       return;
     }
     const result = await response.json().catch(() => ({ error: response.statusText }));
     if (mine !== sequence) return; // a newer drawing is on its way
+    if (!timer) pad.dataset.pending = "false"; // the answer shown is the drawing's
     if (!response.ok) {
       showError(result.error || `Error ${response.status}`);
       return;
@@ -160,9 +167,15 @@ function setUpDrawing() {
 
   function predictCanvas() {
     timer = null;
-    if (!inked) return;
+    if (!inked) {
+      pad.dataset.pending = "false";
+      return;
+    }
     pad.toBlob((blob) => {
-      if (!blob || !inked) return;
+      if (!blob || !inked) {
+        if (!timer) pad.dataset.pending = "false";
+        return;
+      }
       const form = new FormData();
       form.append("file", blob, "drawing.png");
       predict(form);
@@ -170,6 +183,7 @@ function setUpDrawing() {
   }
 
   function schedulePrediction(delay = PREDICT_DELAY_MS) {
+    pad.dataset.pending = "true";
     if (timer) clearTimeout(timer);
     timer = setTimeout(predictCanvas, delay);
   }
@@ -235,6 +249,8 @@ function setUpDrawing() {
   clearButton.addEventListener("click", () => {
     sequence++; // drop answers still on their way
     if (timer) clearTimeout(timer);
+    timer = null;
+    pad.dataset.pending = "false";
     inked = false;
     resetCanvas();
     if (photoUrl) hidePhoto();
