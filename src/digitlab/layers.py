@@ -96,3 +96,27 @@ class Augmentation(keras().layers.Layer):
             "shift": self.shift,
             "seed": self.seed,
         }
+
+
+@keras().saving.register_keras_serializable(package="digitlab")
+class Temper(keras().layers.Layer):
+    """Probabilities ``(n, k)`` recalibrated by a temperature: ``softmax(log p / T)``.
+
+    An ensemble (:mod:`digitlab.ensemble`) puts each member's own calibration
+    inside the one network it saves, before the members' answers are averaged.
+    """
+
+    def __init__(self, temperature=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, inputs):
+        ops = keras().ops
+        logits = ops.log(ops.clip(inputs, 1e-12, 1.0)) / self.temperature
+        return ops.softmax(logits, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}

@@ -102,6 +102,24 @@ def _train_and_report(args, config, run_dir: Path) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    from digitlab.ensemble import ensemble
+
+    run = ensemble(
+        args.runs, run_dir=args.run_dir, data_dir=args.data_dir, plots_enabled=not args.no_plots
+    )
+    metrics = run.metrics.to_dict()
+    if args.json:
+        print_json(_run_summary(run, metrics))
+        return 0
+    members = run.info.extra["ensemble"]["members"]
+    accuracies = ", ".join(f"{m['accuracy']:.4f}" for m in members)
+    print(f"{len(members)} runs (accuracy {accuracies}), {run.params:,} {run.info.size_unit}")
+    _print_evaluation(metrics)
+    print(f"run folder: {run.path}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from digitlab.evaluation import evaluate
     from digitlab.runs import load_run

@@ -115,6 +115,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_output_options(p)
     p.set_defaults(handler=commands.cmd_report)
 
+    p = subcommands.add_parser(
+        "ensemble",
+        help="average trained runs into one run folder that every command takes",
+        description="Average the calibrated probabilities of Keras runs of the same classes "
+        "and evaluation set (train them with --split official and different --seed) into "
+        "one network, evaluate it once and save it as a run folder.",
+    )
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (2 or more)")
+    p.add_argument("--run-dir", type=Path, help="where to write the ensemble's run folder")
+    p.add_argument("--data-dir", type=Path, help="folder with the four IDX files")
+    p.add_argument("--no-plots", action="store_true", help="skip the report plots")
+    _add_output_options(p)
+    p.set_defaults(handler=commands.cmd_ensemble)
+
     p = subcommands.add_parser("serve", help="serve the drawing page and the HTTP API for a run")
     p.add_argument("run", type=Path, help="run folder")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
