@@ -142,9 +142,15 @@ def test_why_shows_which_pixels_made_it_say_so(page, server, tmp_path):
     _wait_until(page, "() => document.querySelectorAll('#why img').length === 1")
     why = page.locator("#why img")
     assert why.evaluate("img => img.naturalWidth") == 28 and page.is_visible("#why")
+    # The MLP also shows its hidden layer: 128 units as a grid of 16 columns.
+    _wait_until(page, "() => document.querySelectorAll('#hidden img').length === 1")
+    layer = page.locator("#hidden img")
+    assert layer.evaluate("img => img.naturalWidth") == 16 * 6
+    assert "of 128 units active" in page.locator("#hidden figcaption").inner_text()
     page.screenshot(path=str(tmp_path / "why.png"), full_page=True)
     page.click("#clear")
     _wait_until(page, "() => document.getElementById('why').hidden")
+    assert page.locator("#hidden").is_hidden()
     assert page.errors == []
     _only_local(page, server)
 

@@ -137,27 +137,77 @@ def saliency_png(saliency_map: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def why(predictor, result: dict) -> list[str]:
-    """For a :func:`~digitlab.inference.read_image` result, one
-    ``data:image/png`` URL per image the model saw: its saliency map for the
-    class the model answered (see :func:`saliency`)."""
-    import base64
+def _seen_pixels(result: dict) -> np.ndarray:
+    """The images a :func:`~digitlab.inference.read_image` result says the model saw."""
     import io
 
     from PIL import Image
 
     from digitlab.inference import decode_data_url
 
-    if not result.get("images"):
-        return []
-    pixels = np.stack(
+    return np.stack(
         [
             np.asarray(Image.open(io.BytesIO(decode_data_url(url))).convert("L"), np.float32)
             / 255.0
             for url in result["images"]
         ]
     )
-    maps = saliency(predictor, pixels)
+
+
+def activation_png(values: np.ndarray, *, columns: int = 16, cell: int = 6) -> bytes:
+    """One hidden layer's activations as a grid of grey cells (brighter = more
+    active, scaled to the layer's largest), ``columns`` units per row."""
+    import io
+
+    from PIL import Image
+
+    values = np.clip(np.asarray(values, dtype=np.float32).ravel(), 0.0, None)
+    rows = -(-len(values) // columns)
+    grid = np.zeros(rows * columns, dtype=np.float32)
+    grid[: len(values)] = values / max(float(values.max()), 1e-12)
+    picture = (grid.reshape(rows, columns) * 255 + 0.5).astype(np.uint8)
+    image = Image.fromarray(picture, mode="L").resize(
+        (columns * cell, rows * cell), Image.Resampling.NEAREST
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def hidden(predictor, result: dict) -> list[dict]:
+    """For an MLP's :func:`~digitlab.inference.read_image` result, each hidden
+    layer's activations for the first image the model saw:
+    ``[{"units", "active", "image"}]`` (``image`` a ``data:image/png`` URL of
+    :func:`activation_png`); ``[]`` for other networks or no image."""
+    import base64
+
+    if not result.get("images"):
+        return []
+    try:
+        first_layer_weights(predictor)  # only a network that flattens its pixels
+    except ConfigError:
+        return []
+    layers = hidden_activations(predictor, _seen_pixels(result)[0])
+    return [
+        {
+            "units": int(values.size),
+            "active": int((values > 0).sum()),
+            "image": "data:image/png;base64,"
+            + base64.b64encode(activation_png(values)).decode("ascii"),
+        }
+        for values in layers
+    ]
+
+
+def why(predictor, result: dict) -> list[str]:
+    """For a :func:`~digitlab.inference.read_image` result, one
+    ``data:image/png`` URL per image the model saw: its saliency map for the
+    class the model answered (see :func:`saliency`)."""
+    import base64
+
+    if not result.get("images"):
+        return []
+    maps = saliency(predictor, _seen_pixels(result))
     return [
         "data:image/png;base64," + base64.b64encode(saliency_png(m)).decode("ascii") for m in maps
     ]

@@ -324,6 +324,7 @@ def _read(predictor, source, name, single, threshold, explain, reject=True) -> d
         from digitlab import inside
 
         result["why"] = inside.why(predictor, result)
+        result["hidden"] = inside.hidden(predictor, result)
     return result
 
 

@@ -35,6 +35,7 @@ function setUpDrawing() {
   const whyOut = document.getElementById("why");
   const digitOut = document.getElementById("digit");
   const statusOut = document.getElementById("status");
+  const hiddenOut = document.getElementById("hidden");
   const errorOut = document.getElementById("error");
   const seen = document.getElementById("seen");
   const bars = document.getElementById("bars");
@@ -69,6 +70,8 @@ function setUpDrawing() {
     seen.replaceChildren();
     whyOut.replaceChildren();
     whyOut.hidden = true;
+    hiddenOut.replaceChildren();
+    hiddenOut.hidden = true;
     renderBars([]);
     hideError();
   }
@@ -130,6 +133,18 @@ function setUpDrawing() {
       )
     );
     renderBars(result.probabilities);
+    const layers = result.hidden || [];
+    hiddenOut.hidden = !layers.length;
+    hiddenOut.replaceChildren(
+      ...layers.map((layer, i) => {
+        const figure = el("figure", { class: "hidden-layer" });
+        figure.append(
+          el("img", { src: layer.image, alt: `Hidden layer ${i + 1}: ${layer.units} units, brighter is more active` }),
+          el("figcaption", {}, `hidden layer ${i + 1}: ${layer.active} of ${layer.units} units active`)
+        );
+        return figure;
+      })
+    );
     const why = result.why || [];
     whyOut.hidden = !why.length;
     whyOut.replaceChildren(
