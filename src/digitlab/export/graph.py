@@ -44,6 +44,10 @@ def _rename_value(graph, old: str, new: str) -> None:
             value.name = new
 
 
+def _opset(model) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
+
+
 def finish(
     model,
     *,
@@ -107,6 +111,10 @@ def finish(
         _rename_value(graph, raw_input.name, INPUT_NAME)
 
     current = raw_output.name
+    if double:  # some converters answer float32 from float64 input (trees): widen it
+        wide = _unique(graph, "raw_probabilities_float64")
+        back.append(helper.make_node("Cast", [current], [wide], to=TensorProto.DOUBLE))
+        current = wide
     if columns is not None and list(columns) != list(range(num_classes)):
         scatter = np.zeros((len(columns), num_classes), dtype=dtype)
         scatter[np.arange(len(columns)), np.asarray(columns)] = 1.0
@@ -116,12 +124,17 @@ def finish(
         back.append(helper.make_node("MatMul", [current, matrix], [placed]))
         current = placed
     if renormalise:
-        axes, total, tiny = (_unique(graph, n) for n in ("sum_axes", "row_sums", "tiny"))
-        graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), axes))
+        total, tiny = _unique(graph, "row_sums"), _unique(graph, "tiny")
         graph.initializer.append(numpy_helper.from_array(np.array(np.finfo(dtype).tiny), tiny))
         clipped, normal = _unique(graph, "row_sums_clipped"), _unique(graph, "normalised")
+        if _opset(model) >= 13:  # axes became an input in opset 13
+            axes = _unique(graph, "sum_axes")
+            graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), axes))
+            row_sum = helper.make_node("ReduceSum", [current, axes], [total], keepdims=1)
+        else:
+            row_sum = helper.make_node("ReduceSum", [current], [total], axes=[1], keepdims=1)
         back += [
-            helper.make_node("ReduceSum", [current, axes], [total], keepdims=1),
+            row_sum,
             helper.make_node("Max", [total, tiny], [clipped]),
             helper.make_node("Div", [current, clipped], [normal]),
         ]
