@@ -32,7 +32,21 @@ def add_parser(subcommands) -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(handler=cmd_export)
+    p.__class__ = type("IntermixedParser", (type(p),), {"parse_known_args": _intermixed})
     return p
+
+
+def _intermixed(self, args=None, namespace=None):
+    """Positionals on both sides of options (``RUN --format web DIR``), which
+    argparse's plain parsing refuses: its intermixed parsing, for this command."""
+    parent = super(type(self), self)
+    if getattr(self, "_mixing", False):
+        return parent.parse_known_args(args, namespace)
+    self._mixing = True
+    try:
+        return self.parse_known_intermixed_args(args, namespace)
+    finally:
+        self._mixing = False
 
 
 def cmd_export(args) -> int:

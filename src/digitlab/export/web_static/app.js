@@ -6,7 +6,8 @@ import { prepareCanvas } from "./frame.js";
 
 const PREDICT_DELAY_MS = 120;
 ort.env.wasm.numThreads = 1; // a plain static server gives no cross-origin isolation
-ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
+// Only the .wasm file's address: the bundle carries its own JavaScript glue.
+ort.env.wasm.wasmPaths = { wasm: new URL("./ort/ort-wasm-simd-threaded.wasm", import.meta.url).href };
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
