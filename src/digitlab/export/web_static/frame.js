@@ -1,10 +1,8 @@
 // digitlab's canvas -> 28x28 framing (digitlab.inference.images.prepare_digit), in
 // JavaScript for the exported page: the same steps and the same arithmetic (float32
-// where NumPy computes in float32, Pillow's resampling filters, SciPy's centre of
-// mass), for an opaque drawing of dark ink on a white page, which is what the page's
-// canvas holds. One difference: Python first fits the page's lighting with a robust
-// quadratic surface; a canvas has none (the fit gives 1.0 everywhere), so the
-// paper is taken as 1.0 here.
+// where NumPy computes in float32, Pillow's resampling filters, NumPy's medians and
+// least squares, SciPy's labels, distances and centre of mass), for a drawing at
+// most 512x512 (the page's canvas is 280x280), so no shrinking step.
 "use strict";
 
 const MNIST_SIZE = 28;
@@ -50,17 +48,117 @@ function greyOf(imageData) {
   return grey;
 }
 
-// Ink strength in [0, 1] against a white page, and the noise level (images._ink_strength).
-function inkStrength(grey) {
+function medianOf(values) {
+  const s = Float64Array.from(values).sort();
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+// images._design: quadratic terms of pixel centres scaled to [-1, 1], float32.
+function design(height, width) {
+  const rows = [];
+  for (let i = 0; i < height; i++) {
+    const y = f32(f32(f32(f32(i + 0.5) / height) * 2) - 1);
+    for (let j = 0; j < width; j++) {
+      const x = f32(f32(f32(f32(j + 0.5) / width) * 2) - 1);
+      rows.push([1, x, y, f32(x * x), f32(x * y), f32(y * y)]);
+    }
+  }
+  return rows;
+}
+
+// Least squares by the normal equations (6 unknowns, well conditioned).
+function leastSquares(rows, values) {
+  const n = 6;
+  const a = Array.from({ length: n }, () => new Float64Array(n + 1));
+  rows.forEach((row, r) => {
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) a[i][j] += row[i] * row[j];
+      a[i][n] += row[i] * values[r];
+    }
+  });
+  for (let c = 0; c < n; c++) {
+    let pivot = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(a[r][c]) > Math.abs(a[pivot][c])) pivot = r;
+    [a[c], a[pivot]] = [a[pivot], a[c]];
+    if (a[c][c] === 0) continue;
+    for (let r = 0; r < n; r++) {
+      if (r === c) continue;
+      const factor = a[r][c] / a[c][c];
+      for (let k = c; k <= n; k++) a[r][k] -= factor * a[c][k];
+    }
+  }
+  return Array.from({ length: n }, (_, i) => (a[i][i] === 0 ? 0 : a[i][n] / a[i][i]));
+}
+
+// images._fit_lighting: the page's brightness without the ink, a robust quadratic
+// fitted on a 48x48 thumbnail (outer sixth first, then every pixel that agrees).
+function fitLighting(work, width, height) {
+  const factor = Math.sqrt((48 * 48) / (width * height));
+  const big = width * height > 48 * 48;
+  const tw = big ? Math.max(1, roundHalfEven(width * factor)) : width;
+  const th = big ? Math.max(1, roundHalfEven(height * factor)) : height;
+  const thumb = big ? resample(work, width, height, tw, th, "box") : work;
+  const rows = design(th, tw);
+  const values = Float64Array.from(thumb);
+  const ry = Math.max(1, Math.floor(th / 6)), rx = Math.max(1, Math.floor(tw / 6));
+  let keep = new Uint8Array(values.length);
+  let ringCount = 0;
+  for (let i = 0; i < th; i++) {
+    for (let j = 0; j < tw; j++) {
+      const inner = i >= ry && i < th - ry && j >= rx && j < tw - rx;
+      keep[i * tw + j] = inner ? 0 : 1;
+      ringCount += inner ? 0 : 1;
+    }
+  }
+  if (ringCount < 12) keep.fill(1);
+  let coefficients = [medianOf(values), 0, 0, 0, 0, 0];
+  const predict = (row, c) => row.reduce((sum, v, k) => sum + v * c[k], 0);
+  for (let iteration = 0; iteration < 5; iteration++) {
+    const chosen = [];
+    keep.forEach((k, i) => k && chosen.push(i));
+    if (chosen.length < 12) break;
+    coefficients = leastSquares(chosen.map((i) => rows[i]), chosen.map((i) => values[i]));
+    const residual = values.map((v, i) => v - predict(rows[i], coefficients));
+    const centre = medianOf(chosen.map((i) => residual[i]));
+    const spread = 1.4826 * medianOf(chosen.map((i) => Math.abs(residual[i] - centre)));
+    const limit = Math.max(2.5 * spread, 0.01);
+    const next = Uint8Array.from(residual, (r) => (Math.abs(r - centre) <= limit ? 1 : 0));
+    if (next.every((k, i) => k === keep[i])) break;
+    keep = next;
+  }
+  const c32 = coefficients.map(f32);
+  const surface = new Float32Array(width * height);
+  design(height, width).forEach((row, i) => {
+    surface[i] = Math.min(1, Math.max(0, f32(predict(row, c32))));
+  });
+  return surface;
+}
+
+// images._ink_strength: strength in [0, 1] whatever the polarity, and the noise.
+function inkStrength(grey, width, height) {
+  const surface = fitLighting(grey, width, height);
   const residual = new Float32Array(grey.length);
-  for (let i = 0; i < grey.length; i++) residual[i] = f32(grey[i] - 1);
+  for (let i = 0; i < grey.length; i++) residual[i] = f32(grey[i] - surface[i]);
   const centre = median(residual);
   const deviation = new Float32Array(grey.length);
   for (let i = 0; i < grey.length; i++) deviation[i] = Math.abs(f32(residual[i] - centre));
   const noise = 1.4826 * median(deviation);
+  const margin = Math.max(3 * noise, 0.02);
+  let dark = 0, light = 0;
+  for (const r of residual) {
+    dark += Math.max(0, f32(-r - margin));
+    light += Math.max(0, f32(r - margin));
+  }
+  const paper = new Float32Array(grey.length);
   const strength = new Float32Array(grey.length);
-  for (let i = 0; i < grey.length; i++) strength[i] = Math.min(1, Math.max(0, -residual[i]));
-  return { strength, noise };
+  for (let i = 0; i < grey.length; i++) {
+    const darkInk = dark >= light;
+    paper[i] = darkInk ? Math.max(surface[i], f32(0.05)) : Math.max(f32(1 - surface[i]), f32(0.05));
+    const s = f32((darkInk ? -residual[i] : residual[i]) / paper[i]);
+    strength[i] = Math.min(1, Math.max(0, s));
+  }
+  return { strength, noise: noise / median(paper) };
 }
 
 // Connected components of mask (8-connectivity), in SciPy's label order, with
@@ -306,7 +404,7 @@ function frameInk(crop, width, height, level) {
 export function prepareCanvas(imageData) {
   const { width, height } = imageData;
   const grey = greyOf(imageData);
-  const { strength, noise } = inkStrength(grey);
+  const { strength, noise } = inkStrength(grey, width, height);
   const candidates = [];
   for (const v of strength) if (v > INK_THRESHOLD) candidates.push(v);
   const blank = { pixels: new Float32Array(MNIST_SIZE * MNIST_SIZE), hasInk: false };
