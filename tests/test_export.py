@@ -100,7 +100,8 @@ def test_every_kind_exports_and_matches_digitlab_on_the_official_test_set(
     assert inside == {k: v for k, v in description.items() if k != "export"}
     card = (run_dir / "model.md").read_text()
     assert card.startswith("<!-- digitlab model card -->")
-    for words in ("## Data", "## Accuracy", "## Calibration", "## Limits", f"{run.metrics.accuracy:.4f}"):
+    accuracy = f"{run.metrics.accuracy:.4f}"
+    for words in ("## Data", "## Accuracy", "## Calibration", "## Limits", accuracy):
         assert words in card
 
 

@@ -24,7 +24,7 @@ def add_parser(subcommands) -> argparse.ArgumentParser:
     )
     p.add_argument("run", type=Path, help="run folder")
     p.add_argument(
-        "folder", nargs="?", type=Path, metavar="DIR", help="with --format web: a new or empty folder"
+        "folder", nargs="?", type=Path, metavar="DIR", help="with --format web: a new, empty folder"
     )
     p.add_argument("--format", required=True, choices=("onnx", "web"), help="what to write")
     p.add_argument(
@@ -74,5 +74,6 @@ def cmd_export(args) -> int:
     for path, size in summary["files"].items():
         print(f"  {path}  {size:,} bytes")
     if "max_abs_diff" in summary:
-        print(f"  checked: onnxruntime and digitlab differ by at most {summary['max_abs_diff']:.1e}")
+        difference = summary["max_abs_diff"]
+        print(f"  checked: onnxruntime and digitlab differ by at most {difference:.1e}")
     return 0

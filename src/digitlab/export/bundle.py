@@ -194,7 +194,9 @@ def _is_ours(path: Path) -> bool:
 def check_target(path: Path) -> Path:
     """Refuse to write over a file digitlab did not export (or a link, a folder)."""
     if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise RunError(f"{path}: expected a new file or one digitlab exported. Found something else")
+        raise RunError(
+            f"{path}: expected a new file or one digitlab exported. Found something else"
+        )
     if path.exists() and not _is_ours(path):
         raise RunError(
             f"{path}: expected a new file or one digitlab exported. It exists and digitlab "
