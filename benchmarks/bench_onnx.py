@@ -2,7 +2,7 @@
 the ONNX export on onnxruntime, side by side, for the MLP and a CNN.
 
 For each (model, runtime), in a fresh process: start-up seconds (process start
-to a loaded, warmed-up ``Predictor``), peak memory (max RSS), single-image
+to a loaded, warmed-up ``Predictor``), peak memory then (VmHWM), single-image
 latency (median of ``predict_one``), batch throughput (the 10,000 test images,
 batches of 1,000); and the wall time of the command ``digitlab predict RUN
 IMAGE [--runtime onnx]`` (the native command computes digitlab's Keras networks
@@ -30,13 +30,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from digitlab.inference import Predictor
 from digitlab.runs import load_run
 from digitlab.data import load_dataset
 run_dir, runtime = sys.argv[1], sys.argv[2]
 predictor = Predictor(load_run(run_dir, runtime=runtime))
+with open("/proc/self/status") as status:  # peak memory so far: loaded and warm
+    peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+heavy = sorted(m for m in ("jax", "keras", "sklearn") if m in sys.modules)
 print("READY", flush=True)
 x = load_dataset().x_test.astype(np.float32) / 255.0
 one = x[0]
@@ -54,7 +57,8 @@ batch = time.perf_counter() - start
 print(json.dumps({
     "latency_ms": 1000 * float(np.median(times)),
     "images_per_s": len(x) / batch,
-    "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "max_rss_mb": peak,
+    "heavy_modules": heavy,
     "backend": predictor.backend,
 }), flush=True)
 """
@@ -122,19 +126,20 @@ def main(argv=None) -> int:
                     predict_s=statistics.median(commands),
                     file_bytes=onnx_bytes if runtime == "onnx" else model_file.stat().st_size,
                     export_s=summary["export_seconds"] if runtime == "onnx" else None,
+                    heavy=runs[0]["heavy_modules"],
                 )
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
 
-    header = ("model", "runtime", "start-up s", "max RSS MB", "predict IMAGE s",
-              "1 image ms", "images/s (10k)", "model file")
+    header = ("model", "runtime", "start-up s", "peak RSS MB (loaded)", "predict IMAGE s",
+              "1 image ms", "images/s (10k)", "model file", "jax/keras/sklearn loaded")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
         print(
             f"| {r['model']} | {r['runtime']} | {r['startup_s']:.2f} | {r['max_rss_mb']:.0f} | "
             f"{r['predict_s']:.2f} | {r['latency_ms']:.3f} | {r['images_per_s']:,.0f} | "
-            f"{r['file_bytes']:,} B |"
+            f"{r['file_bytes']:,} B | {', '.join(r['heavy']) or 'none'} |"
         )
     exports = ", ".join(f"{r['model']} {r['export_s']:.1f} s" for r in rows if r["export_s"])
     print(f"\nexport seconds: {exports}; medians of {args.repeats} processes each")
