@@ -152,3 +152,25 @@ def test_the_onnx_runtime_needs_an_export_and_refuses_a_stale_one(tmp_path):
     model.write_bytes(model.read_bytes() + b"\0")
     with pytest.raises(digitlab.RunError, match="exported from another one; export again"):
         load_run(run_dir, runtime="onnx")
+
+
+def test_any_keras_model_exports_with_one_function(tmp_path):
+    """The route the packaged "not a digit" detector will take: a Keras model of
+    28x28 images to one probability, exported with its metadata."""
+    from digitlab._backend import keras
+    from digitlab.export import export_keras_onnx
+
+    k = keras()
+    model = k.Sequential(
+        [k.Input(shape=(28, 28)), k.layers.Flatten(), k.layers.Dense(1, activation="sigmoid")]
+    )
+    target = tmp_path / "detector.onnx"
+    seconds = export_keras_onnx(model, target, {"format": "digitlab-onnx", "role": "detector"})
+    assert seconds > 0 and target.is_file()
+    x = np.random.default_rng(0).random((16, 28, 28), dtype=np.float32)
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"images": x})[0]
+    assert got.shape == (16, 1)
+    assert np.abs(got - np.asarray(model.predict(x, verbose=0))).max() <= 1e-6
+    metadata = {p.key: p.value for p in onnx.load(str(target)).metadata_props}
+    assert json.loads(metadata["digitlab"])["role"] == "detector"
