@@ -25,6 +25,7 @@ import numpy as np
 
 from digitlab import __version__, _files
 from digitlab.errors import RunError
+from digitlab.export.card import CARD_MARK
 from digitlab.export.graph import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, get_metadata
 
 FORMAT = "digitlab-onnx"
@@ -32,7 +33,6 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.onnx"
 #: Reserved for the packaged "not a digit" detector (see :func:`detector_hook`).
 DETECTOR_FILE = "detector.onnx"
-CARD_MARK = "<!-- digitlab model card -->"
 #: The largest difference from digitlab's own probabilities an export may show.
 CHECK_TOLERANCE = 1e-5
 _READING_THRESHOLD = 0.5

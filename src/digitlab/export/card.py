@@ -3,7 +3,8 @@ calibration, how to feed it, and its limits, in a page of markdown."""
 
 from __future__ import annotations
 
-from digitlab.export.bundle import CARD_MARK
+#: The first line of every model card: what marks the file as digitlab's own.
+CARD_MARK = "<!-- digitlab model card -->"
 
 
 def _number(value, digits: int = 4) -> str:
