@@ -3,6 +3,15 @@ calibration, how to feed it, and its limits, in a page of markdown."""
 
 from __future__ import annotations
 
+import re
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~])~?/[^\s,;]*")
+
+
+def _no_local_paths(text: str) -> str:
+    """``data dir /home/me/mnist`` → ``data dir mnist``: a card travels."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1] or "/", text)
+
 #: The first line of every model card: what marks the file as digitlab's own.
 CARD_MARK = "<!-- digitlab model card -->"
 
@@ -35,7 +44,8 @@ def model_card(run, description: dict) -> str:
         f"- Classes: {names}.",
         "",
         "## Data",
-        f"- {data.name}: {data.train_size or 0:,} training images ({data.source}; {verified}).",
+        f"- {data.name}: {data.train_size or 0:,} training images "
+        f"({_no_local_paths(data.source)}; {verified}).",
         f"- Evaluated on the {metrics.size:,} {metrics.set} images.",
         "",
         "## Accuracy",
