@@ -97,6 +97,7 @@ FORBIDDEN = (
     "digitlab.models",
     "digitlab.plots",
     "digitlab.cli",
+    "digitlab.export",
 )
 
 

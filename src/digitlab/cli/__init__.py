@@ -10,6 +10,7 @@ that need them, so ``digitlab --help`` and ``digitlab data info`` stay quick.
 * :mod:`~digitlab.cli.parser` - the flags of every command.
 * :mod:`~digitlab.cli.commands` - train, evaluate, predict, serve, data.
 * :mod:`~digitlab.cli.experiments` - compare, sweep.
+* :mod:`~digitlab.cli.exporting` - export (ONNX, the web page).
 """
 
 from __future__ import annotations

@@ -191,6 +191,7 @@ def cmd_serve(args) -> int:
         allowed_hosts=args.allowed_hosts,
         allow_origins=args.allow_origins,
         access_log=not args.quiet,
+        runtime=args.runtime,
     )
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from digitlab import __version__
-from digitlab.cli import commands, experiments, predicting
+from digitlab.cli import commands, experiments, exporting, predicting
 from digitlab.cli import tune as tune_cli
 from digitlab.cli.arguments import (
     _int_list,
@@ -100,6 +100,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--preview", type=Path, metavar="DIR", help="save the 28x28 images the model saw here"
     )
+    _add_runtime(p)
     _add_data_dir(p)
     _add_output_options(p)
     p.set_defaults(handler=predicting.cmd_predict)
@@ -165,7 +166,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "(repeatable; '*': any)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no access log")
+    _add_runtime(p)
     p.set_defaults(handler=commands.cmd_serve)
+    exporting.add_parser(subcommands)
 
     p = subcommands.add_parser(
         "compare", help="train several models on the same data and compare them in a table"
@@ -410,6 +413,16 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="a known dataset: mnist (default) or fashion-mnist; with --data-dir, the folder "
         "must hold it (default there: whatever the folder holds)",
+    )
+
+
+def _add_runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--runtime",
+        choices=("native", "onnx"),
+        default="native",
+        help="native (default): the run's own model; onnx: its export RUN/model.onnx on "
+        "onnxruntime, without JAX or Keras (digitlab export RUN --format onnx first)",
     )
 
 

@@ -26,7 +26,7 @@ def _predict_files(args) -> int:
     from digitlab.inference import Predictor, read_image
     from digitlab.runs import load_run
 
-    predictor = Predictor(load_run(args.run, quick=True))
+    predictor = Predictor(load_run(args.run, quick=True, runtime=args.runtime))
     results, failed, used_names = [], 0, set()
     for path in args.images:
         try:
@@ -110,7 +110,7 @@ def _predict_index(args) -> int:
 
     from digitlab.runs import load_run
 
-    run = load_run(args.run, quick=True)
+    run = load_run(args.run, quick=True, runtime=args.runtime)
     from digitlab.cli.commands import _run_data
 
     dataset, which, x, labels = _run_data(args, run)

@@ -243,11 +243,19 @@ class SklearnClassifier(Classifier):
     def estimator(self):
         return self.model
 
+    #: Estimators that compute in the input's precision: given float32 their
+    #: log-likelihoods (thousands) keep ~1e-3 and the probabilities ~1e-4, so
+    #: they get float64 (the same classes; exported models compute the same).
+    FLOAT64_ESTIMATORS = frozenset({"GaussianNB", "BernoulliNB"})
+
     def _predict(self, x: np.ndarray) -> np.ndarray:
         out = np.zeros((x.shape[0], self.num_classes), dtype=np.float64)
+        flat = x.reshape(x.shape[0], -1)
+        if type(self.model).__name__ in self.FLOAT64_ESTIMATORS:
+            flat = flat.astype(np.float64)
         with blas_threads(1 if self.one_blas_thread else None):
-            out[:, self._columns] = self.model.predict_proba(x.reshape(x.shape[0], -1))
-        # Estimators fitted on float32 (naive Bayes) compute in float32: rows can
-        # miss 1 by ~1e-4, so renormalise like a softmax would be.
+            out[:, self._columns] = self.model.predict_proba(flat)
+        # Estimators fitted on float32 compute in float32 where they can: rows
+        # can miss 1 by ~1e-4, so renormalise like a softmax would be.
         out /= np.maximum(out.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
         return out

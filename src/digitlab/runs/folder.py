@@ -173,13 +173,20 @@ def save_run(
     return path, info
 
 
-def load_run(path, *, quick: bool = False) -> Run:
+RUNTIMES = ("native", "onnx")
+
+
+def load_run(path, *, quick: bool = False, runtime: str = "native") -> Run:
     """Load and check a run folder written by ``digitlab train`` (any version).
 
     With ``quick``, digitlab's own Keras networks are computed with NumPy
     (:mod:`digitlab.inference.numpy_keras`: the same answers, without
     importing Keras; ``run.model`` is then that network): what a one-off
-    ``digitlab predict`` uses."""
+    ``digitlab predict`` uses.  With ``runtime="onnx"`` the run's exported
+    ``model.onnx`` (``digitlab export RUN --format onnx``) runs on onnxruntime
+    instead, importing neither JAX, Keras nor scikit-learn."""
+    if runtime not in RUNTIMES:
+        raise RunError(f"runtime: expected one of {', '.join(RUNTIMES)}. Received: {runtime!r}")
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: expected a run folder. It does not exist or is not a folder")
@@ -200,7 +207,10 @@ def load_run(path, *, quick: bool = False) -> Run:
         else History()
     )
     metrics = Metrics.from_dict(_read_json(path / METRICS_FILE), str(path / METRICS_FILE))
-    classifier = load_classifier(path, config=config, info=info, quick=quick)
+    if runtime == "onnx":
+        classifier = _load_exported(path, info)
+    else:
+        classifier = load_classifier(path, config=config, info=info, quick=quick)
     return Run(
         path=path,
         config=config,
@@ -233,6 +243,25 @@ def load_classifier(
     )
     classifier.temperature = info.temperature
     return classifier
+
+
+def _load_exported(path: Path, info: RunInfo) -> Classifier:
+    """The run's ONNX export, checked to come from the model file it holds now."""
+    import hashlib
+
+    from digitlab.inference.onnx_runtime import load_exported
+
+    model_format = get_format(info.model_format) if info.model_format else detect_format(path)
+    digest = hashlib.sha256()
+    with open(path / model_format.file_name, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return load_exported(
+        path,
+        class_names=info.data.class_names,
+        image_shape=info.data.image_shape,
+        source_sha256=digest.hexdigest(),
+    )
 
 
 def _read_json(file: Path):

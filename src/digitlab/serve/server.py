@@ -62,6 +62,7 @@ def serve(
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     log=None,
+    runtime: str = "native",
 ) -> None:
     """Load the run in ``run_dir`` once and serve it with uvicorn until interrupted.
 
@@ -71,7 +72,8 @@ def serve(
     POST (``"*"``: any).  A connection gets ``header_timeout`` seconds to send its
     request headers and the request ``body_timeout`` seconds for its body.  Prints
     ``serving RUN on http://HOST:PORT`` to ``log`` (default stdout) once the port
-    is bound and the model is warm.
+    is bound and the model is warm.  ``runtime="onnx"`` serves the run's
+    exported ``model.onnx`` on onnxruntime (no JAX, no Keras).
     """
     import uvicorn
 
@@ -84,7 +86,7 @@ def serve(
     allow_origins = check_names("allow_origins", allow_origins)
     sock = bind_socket(host, port)
     try:
-        predictor = Predictor(load_run(run_dir))
+        predictor = Predictor(load_run(run_dir, runtime=runtime))
         bound_host, bound_port = sock.getsockname()[:2]
         app = create_app(
             predictor,
