@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import digitlab
+from digitlab.inference.detector import load_detector
 from digitlab.runs import load_run
 from predict_helpers import tiny_run
 
@@ -60,7 +61,7 @@ def test_every_kind_exports_and_matches_digitlab_on_the_official_test_set(
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     files = {Path(name).name: size for name, size in summary["files"].items()}
-    assert set(files) == {"model.onnx", "model.json", "model.md"}
+    assert set(files) == {"model.onnx", "model.json", "model.md", "detector.onnx"}
     assert all(size > 0 for size in files.values())
 
     run = load_run(run_dir)
@@ -90,7 +91,8 @@ def test_every_kind_exports_and_matches_digitlab_on_the_official_test_set(
     assert description["calibration"]["applied_in_graph"] is True
     assert description["reading"]["threshold"] == 0.5
     assert "no digit" in description["reading"]["statuses"]
-    assert description["detector"] is None  # the hook, until digitlab ships a detector
+    assert description["detector"]["file"] == "detector.onnx"
+    assert description["detector"]["threshold"] == pytest.approx(load_detector().threshold)
     assert description["export"]["check"]["max_abs_diff"] <= 1e-5
     if kind not in STORED:
         assert run.info.temperature != 1.0
@@ -152,6 +154,30 @@ def test_the_onnx_runtime_needs_an_export_and_refuses_a_stale_one(tmp_path):
     model.write_bytes(model.read_bytes() + b"\0")
     with pytest.raises(digitlab.RunError, match="exported from another one; export again"):
         load_run(run_dir, runtime="onnx")
+
+
+def test_the_exported_detector_gives_digitlabs_not_a_digit_answers(tmp_path, mnist):
+    """detector.onnx against digitlab's own detector: the same scores (<= 1e-5) and
+    the same "not a digit" answers on the 10,000 test digits and on generated
+    non-digits of every family."""
+    from digitlab.data import negatives
+    from digitlab.export.bundle import detector_hook
+    from digitlab.export.converters import export_keras_onnx
+    from digitlab.inference.images import frame_ink
+
+    model, threshold = detector_hook(None)
+    target = tmp_path / "detector.onnx"
+    export_keras_onnx(model, target, {"format": "digitlab-onnx", "role": "detector"})
+    made = negatives.generate(50, np.random.default_rng(5))
+    x = np.concatenate(
+        [mnist.x_test.astype(np.float32) / 255.0]
+        + [np.stack([frame_ink(image) for image in images]) for images in made.values()]
+    )
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"images": x})[0][:, 1]
+    want = load_detector().scores(x)
+    assert float(np.abs(got - want).max()) <= 1e-5
+    assert np.array_equal(got >= threshold, want >= threshold)
 
 
 def test_any_keras_model_exports_with_one_function(tmp_path):

@@ -123,7 +123,8 @@ def test_a_drawn_digit_is_read_in_the_browser_as_python_reads_it(page, exported,
     _draw(page, stroke)
     _wait_until(
         page,
-        "() => ['ok', 'not sure'].includes(document.getElementById('digit').dataset.status)",
+        "() => ['ok', 'not sure', 'no digit']"
+        ".includes(document.getElementById('digit').dataset.status)",
     )
     shown = page.locator("#digit").inner_text()
     browser_probs = np.array(_bars(page))
@@ -142,9 +143,24 @@ def test_a_drawn_digit_is_read_in_the_browser_as_python_reads_it(page, exported,
     # End to end: what digitlab predict / the server answer for that canvas.
     answer = read_image(predictor, png, single=True)
     assert np.abs(np.array(answer["probabilities"]) - browser_probs).max() <= 1e-4
-    assert shown == (str(answer["digit"]) if answer["status"] == "ok" else "?")
+    marks = {"ok": str(answer["digit"]), "not sure": "?", "no digit": "✗"}
+    assert shown == marks[answer["status"]]
+    # The "not a digit" detector runs in the page too, with the same score.
+    page_score = float(page.locator("#digit").get_attribute("data-digit-score"))
+    assert abs(page_score - answer["digit_scores"][0]) <= 1e-4
     assert page.errors == []
     assert [u for u in page.requests if not u.startswith((url, "data:", "blob:"))] == []
+
+
+def test_a_scribble_is_no_digit_in_the_browser_as_in_python(page, exported):
+    run_dir, web, _ = exported
+    assert json.loads((web / "model.json").read_text())["detector"]["file"] == "detector.onnx"
+    _draw(page, [(0.15, 0.3), (0.85, 0.35), (0.2, 0.7), (0.8, 0.75), (0.5, 0.1), (0.5, 0.9)])
+    _wait_until(page, "() => document.getElementById('digit').dataset.status === 'no digit'")
+    assert page.locator("#digit").get_attribute("data-reason") == "not a digit"
+    answer = read_image(Predictor(load_run(run_dir)), _canvas_png(page), single=True)
+    assert (answer["status"], answer["reason"]) == ("no digit", "not a digit")
+    assert page.errors == []
 
 
 def _page_canvas(size: int, digit: np.ndarray, scale: float, at: tuple[int, int]) -> Image.Image:

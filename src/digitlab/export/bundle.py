@@ -31,7 +31,7 @@ from digitlab.export.graph import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, get_met
 FORMAT = "digitlab-onnx"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.onnx"
-#: Reserved for the packaged "not a digit" detector (see :func:`detector_hook`).
+#: The packaged "not a digit" detector, exported beside digit models (see :func:`detector_hook`).
 DETECTOR_FILE = "detector.onnx"
 #: The largest difference from digitlab's own probabilities an export may show.
 CHECK_TOLERANCE = 1e-5
@@ -67,7 +67,8 @@ def reading_rules(threshold: float = _READING_THRESHOLD) -> dict:
         "statuses": {
             reading.STATUS_OK: "the best class has probability >= threshold",
             reading.STATUS_NOT_SURE: "the best class has probability < threshold",
-            reading.STATUS_NO_DIGIT: "no ink found: nothing is given to the model",
+            reading.STATUS_NO_DIGIT: "no ink found (reason 'blank'), or a crop the "
+            "detector scores below its threshold (reason 'not a digit')",
         },
         "no_digit_rule": (
             "a drawing or photo is 'no digit' when no mark is found: ink is a pixel "
@@ -120,8 +121,8 @@ def describe(run, *, model_file: str, detector: dict | None = None) -> dict:
             **{k: v for k, v in calibration.items() if k != "temperature"},
         },
         "reading": reading_rules(),
-        # The "not a digit" detector's file and threshold, once digitlab ships
-        # one (see detector_hook); None until then.
+        # The "not a digit" detector's file and threshold (None for classes
+        # that are not the ten digits).
         "detector": detector,
         "run": {
             "folder": Path(run.path).name,
@@ -141,16 +142,15 @@ def describe(run, *, model_file: str, detector: dict | None = None) -> dict:
 
 def detector_hook(run) -> tuple[object, float] | None:
     """The "not a digit" detector to export beside a digit model, as
-    ``(keras_model, threshold)``, or None.
-
-    HOOK: digitlab ships no detector yet.  When it does, return its Keras model
-    (28x28 float in [0, 1], light on dark → probability that the crop is a
-    digit) and its threshold here; :func:`export_onnx` and the web export then
-    write ``detector.onnx`` with :func:`~digitlab.export.converters.export_keras_onnx`
-    and record ``{"file", "threshold", ...}`` under the JSON's ``detector``.
-    """
+    ``(keras_model, threshold)``: digitlab's shipped detector
+    (:mod:`digitlab.inference.detector`; 28x28 float in [0, 1], light on dark
+    -> ``(n, 2)`` probabilities of not a digit and of a digit)."""
     del run
-    return None
+    import digitlab.layers  # noqa: F401  (registers the saved layers)
+    from digitlab._backend import keras
+    from digitlab.inference.detector import MODEL_FILE, load_detector
+
+    return keras().models.load_model(MODEL_FILE), load_detector().threshold
 
 
 def _export_detector(run, folder: Path) -> dict | None:
@@ -167,8 +167,13 @@ def _export_detector(run, folder: Path) -> dict | None:
         "file": DETECTOR_FILE,
         "threshold": float(threshold),
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 28, 28]},
-        "output": {"name": OUTPUT_NAME, "meaning": "probability that the crop is a digit"},
-        "rule": "below threshold: status 'no digit'",
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", 2],
+            "meaning": "probabilities of (not a digit, a digit); column 1 is the digit score",
+        },
+        "rule": "run on every framed 28x28 crop; any crop whose digit score is below "
+        "threshold makes the answer status 'no digit' (reason 'not a digit')",
         "export_seconds": round(seconds, 3),
     }
 

@@ -18,6 +18,7 @@ const bars = $("bars");
 const seen = $("seen");
 let description = null;
 let session = null;
+let detector = null; // the "not a digit" model, when the export has one
 let classNames = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 let drawing = false, inked = false, last = null, timer = null, sequence = 0;
 
@@ -97,9 +98,20 @@ async function predictCanvas() {
   const [best, index] = order[0];
   const top = order.map(([p, d]) => `${classNames[d]} (${percent(p)})`).join(", ");
   const threshold = description.reading.threshold;
-  // HOOK: with description.detector (the "not a digit" model), run it on
-  // prepared.pixels first and answer "no digit" below its threshold.
-  if (best >= threshold) {
+  let digitScore = null;
+  if (detector) {
+    const scored = await detector.run({ [description.detector.input.name]: input });
+    if (mine !== sequence) return;
+    digitScore = scored[description.detector.output.name].data[1];
+  }
+  digitOut.dataset.digitScore = digitScore === null ? "" : String(digitScore);
+  digitOut.dataset.reason = "";
+  if (digitScore !== null && digitScore < description.detector.threshold) {
+    digitOut.textContent = "✗";
+    digitOut.dataset.status = "no digit";
+    digitOut.dataset.reason = "not a digit";
+    statusOut.textContent = "Not a digit: this does not look like any of 0–9. Draw one digit.";
+  } else if (best >= threshold) {
     digitOut.textContent = classNames[index];
     digitOut.dataset.status = "ok";
     statusOut.textContent = `Probability ${percent(best)}. Top 3: ${top}.`;
@@ -166,6 +178,9 @@ async function start() {
     description = await (await fetch("model.json")).json();
     classNames = description.class_names.map(String);
     session = await ort.InferenceSession.create(description.model_file, { executionProviders: ["wasm"] });
+    if (description.detector) {
+      detector = await ort.InferenceSession.create(description.detector.file, { executionProviders: ["wasm"] });
+    }
   } catch (error) {
     $("error").textContent = `Could not load the model: ${error.message}`;
     $("error").hidden = false;
