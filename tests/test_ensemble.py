@@ -92,3 +92,33 @@ def test_ensemble_refuses_what_it_cannot_average(members, subset, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "at least 2" in err, err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_the_ensemble_exports_to_onnx_with_digitlabs_answers(averaged, mnist, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="needs digitlab[export]")
+    out = tmp_path / "ensemble.onnx"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "export",
+            str(averaged.path),
+            "--format",
+            "onnx",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    x = mnist.x_test.astype(np.float32) / 255.0  # the 10,000 official test images
+    want = load_run(averaged.path).predict_proba(x)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"images": x})[0]
+    assert float(np.abs(got - want).max()) <= 1e-5
+    assert np.array_equal(got.argmax(axis=1), want.argmax(axis=1))
+    assert (tmp_path / "detector.onnx").is_file()
