@@ -125,7 +125,7 @@ def test_export_never_replaces_a_file_digitlab_did_not_write(mnist, tmp_path_fac
         done = _export(run_dir, "--format", "onnx", "--out", str(target))
         assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in target.parent.iterdir()) == [
-        "digits.json", "digits.md", "digits.onnx"
+        "detector.onnx", "digits.json", "digits.md", "digits.onnx"
     ]
     assert json.loads(target.with_suffix(".json").read_text())["model_file"] == "digits.onnx"
 

@@ -183,12 +183,12 @@ def test_the_framing_port_matches_python(page, mnist, scale, at):
         canvas = _page_canvas(280, mnist.x_test[index], scale, at)
         want = images.prepare_digit(images.load_image(encode(canvas)))
         got = page.evaluate(
-            """([width, height, rgba]) => {
-                const data = new ImageData(new Uint8ClampedArray(rgba), width, height);
-                const out = window.digitlab.prepareCanvas(data);
+            """([width, height, packed]) => {
+                const rgba = Uint8ClampedArray.from(atob(packed), (c) => c.charCodeAt(0));
+                const out = window.digitlab.prepareCanvas(new ImageData(rgba, width, height));
                 return {hasInk: out.hasInk, pixels: Array.from(out.pixels)};
             }""",
-            [280, 280, list(canvas.tobytes())],
+            [280, 280, base64.b64encode(canvas.tobytes()).decode("ascii")],
         )
         assert got["hasInk"] == want.has_ink
         difference = np.abs(np.array(got["pixels"]).reshape(28, 28) - want.pixels).max()
