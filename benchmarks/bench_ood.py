@@ -28,6 +28,7 @@ i.e. validation data, never the test digits), then the two goals of the
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,7 @@ def _fonts() -> list[Path]:
     return [p for p in found if "Mono" not in p.name] or found
 
 
+@functools.cache
 def _has_glyph(font_file: Path, text: str) -> bool:
     from matplotlib.ft2font import FT2Font
 
