@@ -187,6 +187,7 @@ def cmd_serve(args) -> int:
         host=args.host,
         port=args.port,
         max_concurrency=args.max_concurrency,
+        workers=args.workers,
         max_queue=args.max_queue,
         allowed_hosts=args.allowed_hosts,
         allow_origins=args.allow_origins,

@@ -139,7 +139,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-concurrency",
         type=_positive_int,
-        help="predictions running at once (default: the number of CPU cores)",
+        help="threads of the server's process reading images: the explain=true requests, "
+        "or all of them with --workers 0 (default: 1)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        help="processes reading images, each reading every waiting request in one model "
+        "call (default: one per CPU core, at most 4; 0: none, the server's threads read them)",
     )
     p.add_argument(
         "--max-queue",

@@ -33,6 +33,7 @@ _READING = (
     "png_bytes",
     "png_data_url",
     "read_image",
+    "read_images",
 )
 
 
@@ -61,4 +62,5 @@ __all__ = [
     "png_data_url",
     "predict_proba",
     "read_image",
+    "read_images",
 ]

@@ -185,7 +185,34 @@ def read_image(
         ConfigError: ``threshold`` outside [0, 1].
         RunError: the model does not take two-dimensional (greyscale) images.
     """
-    threshold = _check_threshold(threshold)
+    request = {"source": source, "name": name, "single": single}
+    request.update(threshold=threshold, reject=reject)
+    (result,) = read_images(predictor_or_run, [request])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def read_images(predictor_or_run, requests) -> list:
+    """Read many images with one model call (and one detector call) for them all.
+
+    What a server answering concurrent requests uses: each image is prepared
+    on its own, then every crop of every image goes through the model at once.
+    The answers are those :func:`read_image` gives one at a time.
+
+    Args:
+        predictor_or_run: as for :func:`read_image`.
+        requests: one mapping per image of :func:`read_image`'s keyword
+            arguments and ``source`` (``{"source": data, "name": "a.png"}``).
+
+    Returns:
+        One item per request, in order: the :func:`read_image` dict, or the
+        :class:`~digitlab.errors.ImageError` or :class:`~digitlab.errors.ConfigError`
+        that reading that image raised (the others are still read).
+
+    Raises:
+        RunError: the model does not take two-dimensional (greyscale) images.
+    """
     predictor = as_predictor(predictor_or_run)
     shape = tuple(predictor.image_shape)
     if len(shape) != 2:
@@ -193,85 +220,134 @@ def read_image(
             f"run: expected a model of greyscale (height, width) images to read an image. "
             f"Received: one of {shape} images"
         )
-    names = predictor.class_names
-    digits = names == tuple(str(d) for d in range(10))
-    if isinstance(source, np.ndarray | list | tuple):
-        label = name or "<pixels>"
-        pixels = check_pixels(source, name=label, shape=shape)
-        has_ink = bool(pixels.max() >= _BLANK_LEVEL)
-        prepared = [images.Prepared(pixels, has_ink, None)] if has_ink else []
-    else:
-        label = name or _source_name(source)
-        grey = images.load_image(source, name=label)
-        if not digits:  # a garment, a letter: framed like Fashion-MNIST
-            one = images.prepare_item(grey, shape)
-            prepared = [one] if one.has_ink else []
-        elif single:
-            one = images.prepare_digit(grey)
-            prepared = [one] if one.has_ink else []
-        else:
-            prepared = images.split_digits(grey)
-        prepared = [_to_shape(p, shape) for p in prepared]
-    result = {
-        "file": label,
-        "status": STATUS_NO_DIGIT,
-        "reason": REASON_BLANK,
-        "digit": None,
-        "class_name": None,
-        "probability": None,
-        "top3": [],
-        "probabilities": [],
-        "digits": len(prepared),
-        "boxes": [list(p.box) for p in prepared if p.box is not None],
-        "images": [png_data_url(p.pixels) for p in prepared],
-        "digit_scores": [],
-        "detector": None,
-    }
-    if not prepared:
-        return result
-    rejected = False
-    if digits and reject and shape == MNIST_SHAPE:
-        from digitlab.inference.detector import load_detector
+    digits = predictor.class_names == tuple(str(d) for d in range(10))
+    jobs: list = []
+    for request in requests:
+        try:
+            jobs.append(_Job.prepare(predictor, shape, digits, **request))
+        except (ImageError, ConfigError) as exc:
+            jobs.append(exc)
+    ready = [job for job in jobs if isinstance(job, _Job) and job.prepared]
+    crops = [p.pixels for job in ready for p in job.prepared]
+    if crops:
+        probs = predictor.predict_proba(np.stack(crops)).astype(np.float64)
+        checked = [job for job in ready if job.reject and digits and shape == MNIST_SHAPE]
+        detector, scores = None, np.zeros(0)
+        if checked:
+            from digitlab.inference.detector import load_detector
 
-        detector = load_detector()
-        scores = detector.scores(np.stack([p.pixels for p in prepared]))
-        result["digit_scores"] = [round(float(v), 6) for v in scores]
-        result["detector"] = detector.threshold
-        rejected = bool((scores < detector.threshold).any())
-    probs = predictor.predict_proba(np.stack([p.pixels for p in prepared])).astype(np.float64)
-    if len(prepared) == 1:
-        row = probs[0]
-        order = np.argsort(row)[::-1][:3]
-        best, probability = int(order[0]), float(row[order[0]])
-        top3 = [
-            {
-                "digit": int(d) if digits else None,
-                "class_name": names[d],
-                "probability": float(row[d]),
-            }
-            for d in order
-        ]
-        best_name = names[best]
-        result["probabilities"] = [float(p) for p in row]
-    else:
-        readings = _top_numbers(probs)
-        best, probability = readings[0]
-        best_name = best
-        top3 = [{"digit": text, "class_name": text, "probability": p} for text, p in readings]
-        result["probabilities"] = [[float(p) for p in row] for row in probs]
-    result["top3"] = top3
-    result["probability"] = probability
-    if rejected:
-        result["reason"] = REASON_NOT_A_DIGIT
-    elif probability < threshold:
-        result["status"] = STATUS_NOT_SURE
-        result["reason"] = REASON_BELOW_THRESHOLD
-    else:
-        result["status"] = STATUS_OK
-        result["reason"] = None
-        result["digit"] = best if digits else None
-        result["class_name"] = best_name
-    return result
+            detector = load_detector()
+            scores = detector.scores(np.stack([p.pixels for j in checked for p in j.prepared]))
+        start = checked_start = 0
+        for job in ready:
+            count = len(job.prepared)
+            if detector is not None and job in checked:
+                job.scores = scores[checked_start : checked_start + count]
+                job.detector = detector.threshold
+                checked_start += count
+            job.probs = probs[start : start + count]
+            start += count
+    return [job if isinstance(job, Exception) else job.answer(predictor, digits) for job in jobs]
+
+
+class _Job:
+    """One image of :func:`read_images`: its crops, then the model's answer for them."""
+
+    probs = None
+    scores = None
+    detector = None
+
+    def __init__(self, label, prepared, threshold, reject):
+        self.label = label
+        self.prepared = prepared
+        self.threshold = threshold
+        self.reject = reject
+
+    @classmethod
+    def prepare(
+        cls, predictor, shape, digits, *, source, name=None, single=False, threshold=0.5,
+        reject=True,
+    ) -> _Job:
+        threshold = _check_threshold(threshold)
+        if isinstance(source, np.ndarray | list | tuple):
+            label = name or "<pixels>"
+            pixels = check_pixels(source, name=label, shape=shape)
+            has_ink = bool(pixels.max() >= _BLANK_LEVEL)
+            prepared = [images.Prepared(pixels, has_ink, None)] if has_ink else []
+        else:
+            label = name or _source_name(source)
+            grey = images.load_image(source, name=label)
+            if not digits:  # a garment, a letter: framed like Fashion-MNIST
+                one = images.prepare_item(grey, shape)
+                prepared = [one] if one.has_ink else []
+            elif single:
+                one = images.prepare_digit(grey)
+                prepared = [one] if one.has_ink else []
+            else:
+                prepared = images.split_digits(grey)
+            prepared = [_to_shape(p, shape) for p in prepared]
+        return cls(label, prepared, threshold, bool(reject))
+
+    def answer(self, predictor, digits: bool) -> dict:
+        """The :func:`read_image` dict, from the crops' probabilities and scores."""
+        names = predictor.class_names
+        prepared = self.prepared
+        result = {
+            "file": self.label,
+            "status": STATUS_NO_DIGIT,
+            "reason": REASON_BLANK,
+            "digit": None,
+            "class_name": None,
+            "probability": None,
+            "top3": [],
+            "probabilities": [],
+            "digits": len(prepared),
+            "boxes": [list(p.box) for p in prepared if p.box is not None],
+            "images": [png_data_url(p.pixels) for p in prepared],
+            "digit_scores": [],
+            "detector": None,
+        }
+        if not prepared:
+            return result
+        rejected = False
+        if self.scores is not None:
+            result["digit_scores"] = [round(float(v), 6) for v in self.scores]
+            result["detector"] = self.detector
+            rejected = bool((self.scores < self.detector).any())
+        probs = self.probs
+        if len(prepared) == 1:
+            row = probs[0]
+            order = np.argsort(row)[::-1][:3]
+            best, probability = int(order[0]), float(row[order[0]])
+            top3 = [
+                {
+                    "digit": int(d) if digits else None,
+                    "class_name": names[d],
+                    "probability": float(row[d]),
+                }
+                for d in order
+            ]
+            best_name = names[best]
+            result["probabilities"] = [float(p) for p in row]
+        else:
+            readings = _top_numbers(probs)
+            best, probability = readings[0]
+            best_name = best
+            top3 = [{"digit": text, "class_name": text, "probability": p} for text, p in readings]
+            result["probabilities"] = [[float(p) for p in row] for row in probs]
+        result["top3"] = top3
+        result["probability"] = probability
+        if rejected:
+            result["reason"] = REASON_NOT_A_DIGIT
+        elif probability < self.threshold:
+            result["status"] = STATUS_NOT_SURE
+            result["reason"] = REASON_BELOW_THRESHOLD
+        else:
+            result["status"] = STATUS_OK
+            result["reason"] = None
+            result["digit"] = best if digits else None
+            result["class_name"] = best_name
+        return result
 
 
 def _to_shape(prepared, shape: tuple[int, int]):

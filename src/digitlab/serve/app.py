@@ -21,12 +21,13 @@ is not this server's (DNS rebinding), 403 for a POST from another site's page
 the size limit (checked from Content-Length before reading, then counted while
 streaming), 415 for another content type, 422 for wrong fields, shapes or
 values, 503 with ``Retry-After`` when more requests are waiting than
-``max_concurrency + max_queue`` (load shedding: the server answers at once
-rather than queueing without bound; a request takes its place only once its
-body is read, so slow uploads hold no slot), and 500 only for a bug in the
-server.  Inference runs in a thread pool, so the event loop stays free to answer
-health checks and shed load.  ``/api/model`` shows folder names, never absolute
-local paths.
+``max_concurrency + max_queue`` (load shedding: the server answers at once rather
+than queueing without bound; a request takes its place only once its body is
+read, so slow uploads hold no slot), and 500 only for a bug in the server.
+Images are read in batches, one model call for all the requests waiting (see
+:mod:`digitlab.serve.batching`), by worker processes or threads, so the event
+loop stays free to answer health checks and shed load.  ``/api/model`` shows
+folder names, never absolute local paths.
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ from typing import Annotated
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from digitlab.errors import ConfigError, DigitlabError
-from digitlab.inference import Predictor, read_image
+from digitlab.inference import Predictor
+from digitlab.serve.batching import Batcher
 from digitlab.serve.middleware import (
     Admission,
     ApiError,
@@ -54,11 +55,12 @@ from digitlab.serve.middleware import (
     HostGuard,
     ReadDeadline,
     SecurityHeaders,
+    ShedWhenFull,
     check_positive,
     error_response,
 )
 from digitlab.serve.model_info import model_info, report_file
-from digitlab.serve.requests import read_source
+from digitlab.serve.requests import JSON_NAME, parse_body, read_body
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -127,21 +129,24 @@ _PREDICT_BODY_DOC = {
 def create_app(
     predictor: Predictor,
     *,
-    max_concurrency: int = 2,
+    max_concurrency: int = 1,
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_body_bytes: int = MAX_BODY_BYTES,
     allowed_hosts=LOOPBACK_HOSTS,
     allow_origins=(),
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     max_pixels: int = MAX_SERVED_PIXELS,
+    workers=None,
 ) -> FastAPI:
     """The FastAPI application serving ``predictor`` (build the Predictor once).
 
     Args:
         predictor: the loaded model; its ``run`` (if any) provides the report and
             the metadata of ``/api/model``.
-        max_concurrency: predictions that run at the same time (thread pool).
-        max_queue: further predictions that may wait; more get 503 + Retry-After.
+        max_concurrency: threads reading images; each takes every prediction
+            waiting as one batch (one model call).
+        max_queue: further predictions that may wait beyond ``max_concurrency``
+            (all of them are read in the next batches); more get 503 + Retry-After.
         max_body_bytes: the largest request body accepted (413 beyond).
         allowed_hosts: the names a request's ``Host`` may carry (loopback names are
             always allowed; ``"*"``: any); others get 400 (DNS rebinding).
@@ -149,6 +154,8 @@ def create_app(
             (``"*"``: any); other cross-site POSTs get 403.
         body_timeout: seconds a request gets to send its whole body (408 beyond).
         max_pixels: the most pixels an uploaded image may have (400 beyond).
+        workers: a started :class:`~digitlab.serve.batching.WorkerPool` whose
+            processes read the images (None: threads of this process do).
     """
     check_positive("max_concurrency", max_concurrency)
     check_positive("max_queue", max_queue, minimum=0)
@@ -160,7 +167,7 @@ def create_app(
         or not (0 < body_timeout < float("inf"))
     ):
         raise ConfigError(f"body_timeout: expected seconds > 0. Received: {body_timeout!r}")
-    app = FastAPI(
+    app = _App(
         title="digitlab",
         summary="Read handwritten digits with a trained digitlab run.",
         version=_package_version(),
@@ -173,6 +180,13 @@ def create_app(
     started = time.time()
     admission = Admission(max_concurrency, max_queue)
     app.state.admission = admission
+    batcher = Batcher(
+        predictor,
+        threads=max_concurrency,
+        processes=workers,
+        explain=_explain,
+    )
+    app.state.batcher = batcher
     app.state.predictor = predictor
     run = predictor.run
 
@@ -213,7 +227,13 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(ReadDeadline, seconds=body_timeout)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(HostGuard, allowed_hosts=allowed_hosts, allow_origins=allow_origins)
+    # In front of FastAPI's own stack: a request refused here costs a fraction.
+    fastapi_app = super(_App, app).__call__
+    app.front = HostGuard(
+        ShedWhenFull(fastapi_app, admission=admission, path="/api/predict"),
+        allowed_hosts=allowed_hosts,
+        allow_origins=allow_origins,
+    )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     swagger = _swagger_assets()
     if swagger is not None:
@@ -292,50 +312,49 @@ def create_app(
             Query(description="answer 'no digit' for marks that are not digits"),
         ] = True,
     ):
-        # Shed at once when the queue is full (without reading the body); else the
-        # body is read first (within the body deadline): a slow or stalled upload
-        # must not hold a model slot or a place in the queue.
-        if admission.full():
-            raise _busy(admission)
-        source, name = await read_source(request, predictor.image_shape)
-        if isinstance(source, bytes):
-            check_image_size(source, name, max_pixels)
+        # Requests beyond a full queue were shed by ShedWhenFull, before their
+        # body was read.  Here the body is read first (within the body deadline):
+        # a slow or stalled upload must not hold a place in the queue.
+        kind = await read_body(request)
         if not admission.try_enter():
-            raise _busy(admission)
+            raise admission.busy()
         try:
-            async with admission.running:
-                try:
-                    return await run_in_threadpool(
-                        _read, predictor, source, name, single, threshold, explain, reject
-                    )
-                except DigitlabError as exc:
-                    raise ApiError(400, _no_object_reprs(str(exc), name)) from None
+            source, name = await parse_body(request, kind, predictor.image_shape)
+            if name != JSON_NAME:
+                check_image_size(source, name, max_pixels)
+        except BaseException:
+            admission.leave()
+            raise
+        request_fields = {"source": source, "name": name, "single": single}
+        request_fields.update(threshold=threshold, reject=reject)
+        try:
+            result = await batcher.read(request_fields, explain=explain)
+        except DigitlabError as exc:
+            raise ApiError(400, _no_object_reprs(str(exc), name)) from None
         finally:
             admission.leave()
+        return JSONResponse(result)
 
     return app
 
 
-def _read(predictor, source, name, single, threshold, explain, reject=True) -> dict:
-    result = read_image(
-        predictor, source, name=name, single=single, threshold=threshold, reject=reject
-    )
-    if explain:
-        from digitlab import inside
+class _App(FastAPI):
+    """FastAPI with digitlab's guards in front of its middleware stack
+    (:class:`HostGuard` and :class:`ShedWhenFull`)."""
 
-        result["why"] = inside.why(predictor, result)
-        result["hidden"] = inside.hidden(predictor, result)
-    return result
+    front = None
+
+    async def __call__(self, scope, receive, send):
+        if self.front is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front(scope, receive, send)
 
 
-def _busy(admission: Admission) -> ApiError:
-    return ApiError(
-        503,
-        f"server busy: {admission.admitted} requests in progress "
-        f"(max {admission.max_concurrency} running + {admission.max_queue} waiting). "
-        "Retry after 1 second",
-        headers={"Retry-After": "1"},
-    )
+def _explain(predictor, result: dict) -> dict:
+    from digitlab import inside
+
+    return {"why": inside.why(predictor, result), "hidden": inside.hidden(predictor, result)}
 
 
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")

@@ -7,6 +7,7 @@ with its status.
 from __future__ import annotations
 
 import asyncio
+import json
 
 from fastapi.responses import JSONResponse, Response
 
@@ -122,8 +123,11 @@ class SecurityHeaders:
 
 
 class Admission:
-    """Bounded admission for predictions: at most ``max_concurrency`` run at once
-    and ``max_queue`` more wait; anything beyond is refused at once (503).
+    """Bounded admission for predictions: at most ``max_concurrency + max_queue``
+    are admitted (read, or waiting to be read, by the
+    :class:`~digitlab.serve.batching.Batcher`); anything beyond is refused at
+    once (503).  A request is admitted once its body is read, so a stalled
+    upload holds no place.
 
     Used from the event loop only, so plain counters need no lock.
     """
@@ -131,26 +135,81 @@ class Admission:
     def __init__(self, max_concurrency: int, max_queue: int):
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
+        self.limit = max_concurrency + max_queue
         self.admitted = 0
-        self.running = asyncio.Semaphore(max_concurrency)
         self.shed = 0
 
     def full(self) -> bool:
         """True when a new request would be shed (counted as shed)."""
-        if self.admitted >= self.max_concurrency + self.max_queue:
+        if self.admitted >= self.limit:
             self.shed += 1
             return True
         return False
 
     def try_enter(self) -> bool:
-        if self.admitted >= self.max_concurrency + self.max_queue:
-            self.shed += 1
+        """Admit a request whose body is read, unless the places are all taken."""
+        if self.full():
             return False
         self.admitted += 1
         return True
 
     def leave(self) -> None:
         self.admitted -= 1
+
+    def busy(self) -> ApiError:
+        """The 503 answered to a request shed."""
+        return ApiError(
+            503,
+            f"server busy: {self.admitted} requests in progress "
+            f"(max {self.max_concurrency} running + {self.max_queue} waiting). "
+            "Retry after 1 second",
+            headers={"Retry-After": "1"},
+        )
+
+
+class ShedWhenFull:
+    """ASGI middleware: a POST to ``path`` while :class:`Admission` is full is
+    answered 503 at once, before its body is read or the app routes it.
+
+    Under overload most requests are shed: answering them here costs a tenth
+    of what routing them through the app would, which keeps both the 503s and
+    the requests being served fast.
+    """
+
+    def __init__(self, app, *, admission: Admission, path: str):
+        self.app = app
+        self.admission = admission
+        self.path = path
+        self._busy_cache: dict[str, tuple] = {}
+
+    async def __call__(self, scope, receive, send):
+        predicting = scope.get("method") == "POST" and scope.get("path") == self.path
+        if scope["type"] != "http" or not predicting:
+            await self.app(scope, receive, send)
+            return
+        if self.admission.full():
+            await self._send_busy(send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _send_busy(self, send) -> None:
+        """The 503 of :meth:`Admission.busy`, as ASGI messages made once per text."""
+        busy = self.admission.busy()
+        cached = self._busy_cache.get(busy.message)
+        if cached is None:
+            body = json.dumps({"error": busy.message}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+                (b"x-content-type-options", b"nosniff"),
+            ]
+            cached = ({"type": "http.response.start", "status": 503, "headers": headers}, body)
+            if len(self._busy_cache) < 256:
+                self._busy_cache[busy.message] = cached
+        start, body = cached
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
 
 
 def check_positive(name: str, value: int, *, minimum: int = 1) -> int:

@@ -12,44 +12,64 @@ from digitlab.errors import ImageError
 from digitlab.inference import check_pixels
 from digitlab.serve.middleware import ApiError
 
+JSON_NAME = "<pixels>"
+_MULTIPART, _JSON, _IMAGE = "multipart", "json", "image"
 
-async def read_source(request, shape: tuple[int, int]):
-    """The request's image: bytes of an upload or raw body, or checked 28x28 pixels."""
+
+async def read_body(request) -> str:
+    """Read the request's whole body; its kind (415 for a content type not served).
+
+    Reading is the part that waits for the client (bounded by the body
+    deadline); :func:`parse_body`, the part that costs CPU, runs only once the
+    request is admitted.
+    """
     content_type = request.headers.get("content-type", "")
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind == "multipart/form-data":
-        form = await request.form(max_files=2, max_fields=20)
-        try:
-            upload = form.get("file")
-            if upload is None:
-                fields = sorted(set(form.keys()))
-                raise ApiError(
-                    422,
-                    "file: expected the image in the multipart field 'file'. "
-                    f"Received fields: {fields or 'none'}",
-                )
-            if not isinstance(upload, UploadFile):
-                raise ApiError(422, "file: expected an uploaded file. Received: a text field")
-            data = await upload.read()
-            name = safe_name(upload.filename) or "upload"
-        finally:
-            await form.close()
-        if not data:
-            raise ApiError(400, f"{name}: expected an image file. Received: an empty file")
-        return data, name
-    if kind == "application/json" or kind.endswith("+json"):
-        body = await request.body()
-        return _pixels_from_json(body, shape), "<pixels>"
-    if kind.startswith("image/") or kind == "application/octet-stream":
-        body = await request.body()
+        found = _MULTIPART
+    elif kind == "application/json" or kind.endswith("+json"):
+        found = _JSON
+    elif kind.startswith("image/") or kind == "application/octet-stream":
+        found = _IMAGE
+    else:
+        raise ApiError(
+            415,
+            "Content-Type: expected multipart/form-data (field 'file'), application/json "
+            f'({{"pixels": ...}}) or image/*. Received: {content_type[:60] or "none"}',
+        )
+    await request.body()
+    return found
+
+
+async def parse_body(request, kind: str, shape: tuple[int, int]):
+    """``(source, name)`` of a body :func:`read_body` read: the bytes of an upload
+    or raw image body, or checked ``shape`` pixels from JSON (name :data:`JSON_NAME`)."""
+    body = await request.body()  # read already: this returns it
+    if kind == _JSON:
+        return _pixels_from_json(body, shape), JSON_NAME
+    if kind == _IMAGE:
         if not body:
             raise ApiError(400, "body: expected an image file. Received: an empty body")
         return body, "<body>"
-    raise ApiError(
-        415,
-        "Content-Type: expected multipart/form-data (field 'file'), application/json "
-        f'({{"pixels": ...}}) or image/*. Received: {content_type[:60] or "none"}',
-    )
+    form = await request.form(max_files=2, max_fields=20)
+    try:
+        upload = form.get("file")
+        if upload is None:
+            fields = sorted(set(form.keys()))
+            raise ApiError(
+                422,
+                "file: expected the image in the multipart field 'file'. "
+                f"Received fields: {fields or 'none'}",
+            )
+        if not isinstance(upload, UploadFile):
+            raise ApiError(422, "file: expected an uploaded file. Received: a text field")
+        data = await upload.read()
+        name = safe_name(upload.filename) or "upload"
+    finally:
+        await form.close()
+    if not data:
+        raise ApiError(400, f"{name}: expected an image file. Received: an empty file")
+    return data, name
 
 
 def safe_name(filename: str | None) -> str:
@@ -92,6 +112,9 @@ def _pixels_from_json(body: bytes, shape: tuple[int, int]):
     )
     if not isinstance(rows, list) or len(rows) != shape[0]:
         raise shape_error
+    array = _fast_array(rows, body, shape)
+    if array is not None:
+        return _checked_range(array, array.dtype.kind == "i", shape)
     all_integers = True
     for row in rows:
         if not isinstance(row, list) or len(row) != shape[1]:
@@ -105,11 +128,35 @@ def _pixels_from_json(body: bytes, shape: tuple[int, int]):
                 all_integers = False
                 if not math.isfinite(value):
                     raise ApiError(422, "pixels: expected finite numbers. Received: infinity")
-    # Integers are 0..255; floats are 0..255 too when any is above 1, else 0..1.
     try:
         array = np.array(rows, dtype=np.int64 if all_integers else np.float64)
     except OverflowError:
         raise ApiError(422, "pixels: expected integers 0..255. Received: a huge integer") from None
+    return _checked_range(array, all_integers, shape)
+
+
+def _fast_array(rows: list, body: bytes, shape: tuple[int, int]):
+    """The pixels as an int64 or float64 array when they are plainly numbers,
+    converted by NumPy at once; None sends them through the checks one by one.
+
+    NumPy would turn ``true`` into 1, so a body with a JSON boolean anywhere
+    takes the careful path, as does anything ragged, nested or non-numeric.
+    """
+    if b"true" in body or b"false" in body:
+        return None
+    try:
+        array = np.array(rows)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if array.shape != tuple(shape) or array.dtype not in (np.int64, np.float64):
+        return None
+    if array.dtype == np.float64 and not np.isfinite(array).all():  # 1e999 is infinity
+        return None
+    return array
+
+
+def _checked_range(array: np.ndarray, all_integers: bool, shape: tuple[int, int]):
+    # Integers are 0..255; floats are 0..255 too when any is above 1, else 0..1.
     if not all_integers and float(array.max()) > 1.0:
         low, high = float(array.min()), float(array.max())
         if low < 0 or high > 255:
