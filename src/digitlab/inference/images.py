@@ -405,7 +405,10 @@ def _ink_strength(work: np.ndarray) -> tuple[np.ndarray, float]:
     """
     surface = _fit_lighting(work)
     residual = work - surface
-    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    if np.count_nonzero(residual) * 2 < residual.size:
+        noise = 0.0  # most pixels are the page exactly (a digital image): both medians are 0
+    else:
+        noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     margin = max(3 * noise, 0.02)
     dark_mass = float(np.clip(-residual - margin, 0, None).sum())
     light_mass = float(np.clip(residual - margin, 0, None).sum())
@@ -415,7 +418,8 @@ def _ink_strength(work: np.ndarray) -> tuple[np.ndarray, float]:
     else:
         paper = np.maximum(1.0 - surface, _DARKEST_PAPER)
         strength = residual / paper
-    typical_paper = float(np.median(paper))
+    flat = float(paper.min()) == float(paper.max())
+    typical_paper = float(paper.flat[0]) if flat else float(np.median(paper))
     return np.clip(strength, 0.0, 1.0).astype(np.float32), noise / typical_paper
 
 
@@ -527,21 +531,26 @@ def _frame(crop: np.ndarray, level: float) -> tuple[np.ndarray, tuple[float, ...
     if factor > 1:
         size = (crop.shape[1] * factor, crop.shape[0] * factor)
         crop = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR))
-    # Zero padding lets the frame reach past the crop: 14 MNIST pixels around the
-    # ink's centre plus the largest centring shift (4).
-    margin = int(np.ceil(18 * step * factor)) + 1
-    binary = Image.fromarray(np.pad((crop >= level).astype(np.float32), margin))
+    binary = (crop >= level).astype(np.float32)
     half_height, half_width = (bottom - top) / step / 2, (right - left) / step / 2
 
     def render(centre_y: float, centre_x: float) -> np.ndarray:
         half = MNIST_SIZE / 2 * step
-        box = (
-            (centre_x - half) * factor + margin,
-            (centre_y - half) * factor + margin,
-            (centre_x + half) * factor + margin,
-            (centre_y + half) * factor + margin,
+        x0, x1 = (centre_x - half) * factor, (centre_x + half) * factor
+        y0, y1 = (centre_y - half) * factor, (centre_y + half) * factor
+        # The frame may reach past the crop: pad it with zeros that far and two
+        # pixels more (Pillow clips a cell cut by the image's edge).  Where a
+        # cell's edge falls on a pixel's centre, Pillow's rounding decides the
+        # pixel, and that rounding moves with the box's offset: a different pad
+        # changes such pixels by up to one pixel's share of a cell.
+        pad_top, pad_left = max(0, int(np.ceil(-y0))) + 2, max(0, int(np.ceil(-x0))) + 2
+        pad_bottom = max(0, int(np.ceil(y1 - binary.shape[0]))) + 2
+        pad_right = max(0, int(np.ceil(x1 - binary.shape[1]))) + 2
+        padded = np.pad(binary, ((pad_top, pad_bottom), (pad_left, pad_right)))
+        box = (x0 + pad_left, y0 + pad_top, x1 + pad_left, y1 + pad_top)
+        frame = Image.fromarray(padded).resize(
+            (MNIST_SIZE, MNIST_SIZE), Image.Resampling.BOX, box=box
         )
-        frame = binary.resize((MNIST_SIZE, MNIST_SIZE), Image.Resampling.BOX, box=box)
         return np.asarray(frame, dtype=np.float32)
 
     centre_y, centre_x = (top + bottom) / 2, (left + right) / 2

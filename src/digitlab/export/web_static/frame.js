@@ -112,6 +112,20 @@ function fitLighting(work, width, height) {
     }
   }
   if (ringCount < 12) keep.fill(1);
+  // images._fit_lighting's digital-image case: most of the thumbnail is exactly
+  // the ring's median grey, and that grey is the page.
+  const ringValues = [];
+  for (let i = 0; i < th; i++) {
+    for (let j = 0; j < tw; j++) {
+      if (!(i >= ry && i < th - ry && j >= rx && j < tw - rx)) ringValues.push(values[i * tw + j]);
+    }
+  }
+  const background = medianOf(ringValues);
+  let same = 0;
+  for (const v of values) same += v === background ? 1 : 0;
+  if (same * 2 >= values.length) {
+    return new Float32Array(width * height).fill(Math.min(Math.max(background, 0), 1));
+  }
   let coefficients = [medianOf(values), 0, 0, 0, 0, 0];
   const predict = (row, c) => row.reduce((sum, v, k) => sum + v * c[k], 0);
   for (let iteration = 0; iteration < 5; iteration++) {
@@ -270,7 +284,8 @@ function coefficients(inSize, in0, in1, outSize, filter) {
 
 export function resample(image, width, height, outWidth, outHeight, filterName, box) {
   const filter = FILTERS[filterName];
-  const [bx0, by0, bx1, by1] = box || [0, 0, width, height];
+  // Pillow takes the box as C floats (float32).
+  const [bx0, by0, bx1, by1] = (box || [0, 0, width, height]).map(Math.fround);
   const horizontal = coefficients(width, bx0, bx1, outWidth, filter);
   const vertical = coefficients(height, by0, by1, outHeight, filter);
   const first = vertical[0].min;
@@ -373,21 +388,20 @@ function frameInk(crop, width, height, level) {
     w = width * factor;
     h = height * factor;
   }
-  const margin = Math.ceil(18 * step * factor) + 1;
-  const pw = w + 2 * margin, ph = h + 2 * margin;
-  const binary = new Float32Array(pw * ph);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) binary[(y + margin) * pw + x + margin] = image[y * w + x] >= level ? 1 : 0;
-  }
   const halfHeight = (bottom - top) / step / 2, halfWidth = (right - left) / step / 2;
   const render = (cy, cx) => {
     const half = (MNIST_SIZE / 2) * step;
-    const box = [
-      (cx - half) * factor + margin,
-      (cy - half) * factor + margin,
-      (cx + half) * factor + margin,
-      (cy + half) * factor + margin,
-    ];
+    const x0 = (cx - half) * factor, x1 = (cx + half) * factor;
+    const y0 = (cy - half) * factor, y1 = (cy + half) * factor;
+    // Zero padding as far as the frame reaches past the crop, and two pixels more.
+    const padTop = Math.max(0, Math.ceil(-y0)) + 2, padLeft = Math.max(0, Math.ceil(-x0)) + 2;
+    const padBottom = Math.max(0, Math.ceil(y1 - h)) + 2, padRight = Math.max(0, Math.ceil(x1 - w)) + 2;
+    const pw = w + padLeft + padRight, ph = h + padTop + padBottom;
+    const binary = new Float32Array(pw * ph);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) binary[(y + padTop) * pw + x + padLeft] = image[y * w + x] >= level ? 1 : 0;
+    }
+    const box = [x0 + padLeft, y0 + padTop, x1 + padLeft, y1 + padTop];
     return resample(binary, pw, ph, MNIST_SIZE, MNIST_SIZE, "box", box);
   };
   const cy = (top + bottom) / 2, cx = (left + right) / 2;
