@@ -144,14 +144,36 @@ def serving(command: list[str], log_dir: Path, *, timeout: float = 120.0, name: 
         process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
     try:
         url = _wait_for_url(process, out_path, err_path, timeout)
+        _PROCESSES[url] = process
         yield url
     finally:
+        _PROCESSES.pop(locals().get("url"), None)
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+_PROCESSES: dict[str, subprocess.Popen] = {}
+
+
+def server_process(url: str) -> subprocess.Popen:
+    """The process :func:`serving` started for ``url``."""
+    return _PROCESSES[url]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
 
 
 def _wait_for_url(process, out_path: Path, err_path: Path, timeout: float) -> str:

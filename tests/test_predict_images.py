@@ -194,6 +194,44 @@ def test_read_image_pixels_go_to_the_model_as_they_are(predictor, mnist, good):
     assert read_image(predictor, np.zeros((28, 28)))["status"] == "no digit"
 
 
+def test_read_images_answers_a_batch_as_read_image_answers_each(predictor, mnist, good):
+    """A number, a photo, pixels, a blank page, a garbage file and a bad option in
+    one call: one model call, the answers read_image gives one by one, and the
+    errors in their places."""
+    from digitlab.inference import read_images
+
+    photo = encode(paper_digit(mnist.x_test[good[1]]), "JPEG")
+    requests = [
+        {"source": encode(number_image([mnist.x_test[i] for i in good[:3]]))},
+        {"source": photo, "name": "photo.jpg", "single": True},
+        {"source": mnist.x_test[good[2]], "threshold": 0.99},
+        {"source": encode(Image.new("L", (64, 64), 255))},
+        {"source": b"not an image", "name": "junk.png"},
+        {"source": photo, "threshold": 2},
+        {"source": mnist.x_test[good[3]], "reject": False},
+    ]
+    answers = read_images(predictor, requests)
+    assert isinstance(answers[4], ImageError) and "junk.png" in str(answers[4])
+    assert isinstance(answers[5], ConfigError) and "threshold" in str(answers[5])
+    for request, answer in zip(requests, answers, strict=True):
+        if isinstance(answer, Exception):
+            continue
+        options = dict(request)
+        alone = read_image(predictor, options.pop("source"), **options)
+        numbers = ("probabilities", "probability", "top3", "digit_scores")
+        assert {k: v for k, v in answer.items() if k not in numbers} == {
+            k: v for k, v in alone.items() if k not in numbers
+        }
+        # The same up to float32 rounding: a batch of nine crops is not computed
+        # by the same kernels as one.
+        np.testing.assert_allclose(answer["probabilities"], alone["probabilities"], atol=1e-6)
+        np.testing.assert_allclose(answer["digit_scores"], alone["digit_scores"], atol=1e-6)
+        assert [t["class_name"] for t in answer["top3"]] == [t["class_name"] for t in alone["top3"]]
+    assert answers[0]["digits"] == 3
+    assert answers[3]["reason"] == "blank"
+    assert answers[6]["digit_scores"] == [] and answers[6]["detector"] is None
+
+
 @pytest.mark.parametrize(
     ("pixels", "message"),
     [

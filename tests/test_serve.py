@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -16,11 +17,13 @@ from digitlab.runs import REPORT_FILES
 from predict_helpers import (
     RESULT_FIELDS,
     bomb_png,
+    child_pids,
     client,
     confident_digits,
     encode,
     paper_digit,
     running_server,
+    server_process,
     tiny_run,
 )
 
@@ -193,6 +196,12 @@ BAD_REQUESTS = [
     ("float above 255", _pixels(255.5), 422, "0..255"),
     ("strings", _pixels("7"), 422, "numbers"),
     ("booleans", _pixels(True), 422, "numbers"),
+    (
+        "one boolean among integers",  # NumPy alone would read it as 1
+        _json(json.dumps({"pixels": [[0] * 28] * 27 + [[0] * 27 + [True]]})),
+        422,
+        "numbers",
+    ),
     ("nulls", _pixels(None), 422, "numbers"),
     (
         "plain text",
@@ -385,6 +394,111 @@ def test_overload_is_shed_with_503(run_dir, mnist, tmp_path):
         assert first_shed < last_served  # shed at once, not after waiting in a queue
         with client(url) as session:
             assert session.get("/api/health").json()["shed"] == statuses.count(503)
+
+
+# --------------------------------------------------------------------------- batches and workers
+
+
+def _fire_together(url: str, requests: list[dict]) -> list:
+    """Send every request at the same moment, each on its own connection."""
+    start = threading.Barrier(len(requests))
+    answers: list = [None] * len(requests)
+
+    def fire(index: int) -> None:
+        with client(url) as session:
+            start.wait()
+            answers[index] = session.post("/api/predict", **requests[index])
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return answers
+
+
+def test_requests_waiting_together_are_read_in_one_batch_with_the_same_answers(
+    run_dir, mnist, tmp_path
+):
+    """Eight photos sent at once to one worker process: it reads them in batches
+    (one model call for the requests waiting), and each answer is the one
+    read_image gives for that photo alone, in this process."""
+    from digitlab.inference import Predictor, read_image
+    from digitlab.inference.images import render_photo
+    from digitlab.runs import load_run
+
+    rng = np.random.default_rng(5)
+    photos = [render_photo(mnist.x_test[i], rng=rng, size=(960, 1280)) for i in range(8)]
+    predictor = Predictor(load_run(run_dir))
+    expected = [read_image(predictor, photo, name=f"p{i}.jpg") for i, photo in enumerate(photos)]
+    with running_server(run_dir, tmp_path / "batch", "--quiet", "--workers", "1") as url:
+        requests = [
+            {"files": {"file": (f"p{i}.jpg", photo, "image/jpeg")}}
+            for i, photo in enumerate(photos)
+        ]
+        answers = _fire_together(url, requests)
+        with client(url) as session:
+            health = session.get("/api/health").json()
+    assert [a.status_code for a in answers] == [200] * 8
+    for answer, want in zip(answers, expected, strict=True):
+        got = answer.json()
+        assert (got["status"], got["digit"], got["boxes"]) == (
+            want["status"],
+            want["digit"],
+            want["boxes"],
+        )
+        assert got["images"] == want["images"]
+        np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-5)
+        np.testing.assert_allclose(got["digit_scores"], want["digit_scores"], atol=1e-5)
+    assert health["workers"] == 1
+    assert 2 <= health["largest_batch"] <= 8
+    assert health["batches"] < 8
+
+
+def test_a_worker_killed_leaves_the_server_answering(run_dir, mnist, good, tmp_path):
+    """kill -9 of the worker process: the next predictions are read by the
+    server's own threads (one line on stderr), with the same answers."""
+    import os
+    import signal
+
+    pixels = {"json": {"pixels": mnist.x_test[good[0]].tolist()}}
+    log = tmp_path / "killed"
+    with running_server(run_dir, log, "--quiet", "--workers", "1") as url:
+        workers = child_pids(server_process(url).pid)
+        with client(url) as session:
+            before = session.post("/api/predict", **pixels).json()
+            assert session.get("/api/health").json()["workers"] == 1
+            spawned = [
+                pid for pid in workers if "spawn" in Path(f"/proc/{pid}/cmdline").read_text()
+            ]
+            assert len(spawned) == 1, workers
+            os.kill(spawned[0], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{spawned[0]}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            after = [session.post("/api/predict", **pixels) for _ in range(3)]
+            health = session.get("/api/health").json()
+    assert [a.status_code for a in after] == [200] * 3
+    assert after[-1].json()["digit"] == before["digit"] == int(mnist.y_test[good[0]])
+    np.testing.assert_allclose(
+        after[-1].json()["probabilities"], before["probabilities"], atol=1e-5
+    )
+    assert health["workers"] == 0
+    err = (log / "serve.err").read_text()
+    assert "worker process 0 ended; reading in the server's process" in err
+    assert "Traceback" not in err
+
+
+def test_workers_0_reads_in_the_servers_process(run_dir, mnist, good, tmp_path):
+    with running_server(run_dir, tmp_path / "w0", "--quiet", "--workers", "0") as url:
+        assert child_pids(server_process(url).pid) == []
+        with client(url) as session:
+            answer = session.post("/api/predict", json={"pixels": mnist.x_test[good[0]].tolist()})
+            health = session.get("/api/health").json()
+    assert answer.status_code == 200
+    assert answer.json()["digit"] == int(mnist.y_test[good[0]])
+    assert health["workers"] == 0
+    assert health["batches"] >= 1
 
 
 # --------------------------------------------------------------------------- command line

@@ -40,7 +40,7 @@ from typing import Annotated
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -270,6 +270,9 @@ def create_app(
             "uptime_seconds": round(time.time() - started, 3),
             "in_flight": admission.admitted,
             "shed": admission.shed,
+            "workers": batcher.workers,
+            "batches": batcher.batches,
+            "largest_batch": batcher.largest,
         }
 
     @app.get("/api/model", summary="The run: config, parameters, metrics, versions")
@@ -325,14 +328,16 @@ def create_app(
         except BaseException:
             admission.leave()
             raise
-        request_fields = {"source": source, "name": name, "single": single}
-        request_fields.update(threshold=threshold, reject=reject)
+        request_fields = {"json" if name == JSON_NAME else "source": source, "name": name}
+        request_fields.update(single=single, threshold=threshold, reject=reject)
         try:
             result = await batcher.read(request_fields, explain=explain)
         except DigitlabError as exc:
             raise ApiError(400, _no_object_reprs(str(exc), name)) from None
         finally:
             admission.leave()
+        if isinstance(result, bytes):  # encoded by a worker process
+            return Response(result, media_type="application/json")
         return JSONResponse(result)
 
     return app

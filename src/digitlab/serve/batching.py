@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import multiprocessing
 import os
 import signal
@@ -26,6 +27,8 @@ import sys
 import threading
 
 from digitlab.inference import read_images
+from digitlab.serve.middleware import ApiError
+from digitlab.serve.requests import pixels_from_json
 
 MAX_BATCH = 64
 """The most requests read in one model call."""
@@ -65,6 +68,7 @@ class Batcher:
         self.largest = 0
         self._local: collections.deque = collections.deque()
         self._pooled: collections.deque = collections.deque() if processes else self._local
+        self._workers = list(processes.workers) if processes else []
         self._readers = [
             threading.Thread(
                 target=self._work,
@@ -99,6 +103,11 @@ class Batcher:
             self._ready.notify_all()
         return await future
 
+    @property
+    def workers(self) -> int:
+        """Worker processes reading now (a process that died no longer counts)."""
+        return sum(worker.alive for worker in self._workers)
+
     def close(self) -> None:
         """Stop the readers once the requests already queued are read."""
         with self._ready:
@@ -109,7 +118,7 @@ class Batcher:
                 reader.join(timeout=10)
 
     def _read_here(self, requests: list[dict]) -> list:
-        return read_images(self.predictor, requests)
+        return read_requests(self.predictor, requests)
 
     def _work(self, queue: collections.deque, read) -> None:
         while True:
@@ -147,6 +156,40 @@ class Batcher:
                     loop.call_soon_threadsafe(_settle, future, result)
                 except RuntimeError:  # the event loop has closed: nobody waits any more
                     pass
+
+
+def read_requests(predictor, requests: list[dict], *, encode: bool = False) -> list:
+    """:func:`~digitlab.inference.read_images` for the requests of the API.
+
+    A request with ``json`` (the body of a JSON request, as received) has its
+    pixels parsed and checked here, by the reader: the event loop only moves
+    bytes.  With ``encode``, each answer comes back as the bytes of its JSON
+    (what the worker processes send: the event loop neither unpickles nor
+    encodes it).
+    """
+    results: list = [None] * len(requests)
+    readable, places = [], []
+    for index, request in enumerate(requests):
+        if "json" in request:
+            request = dict(request)
+            try:
+                request["source"] = pixels_from_json(request.pop("json"), predictor.image_shape)
+            except ApiError as exc:
+                results[index] = exc
+                continue
+        readable.append(request)
+        places.append(index)
+    for index, result in zip(places, read_images(predictor, readable), strict=True):
+        results[index] = result
+    if encode:
+        results = [encode_json(r) if isinstance(r, dict) else r for r in results]
+    return results
+
+
+def encode_json(result: dict) -> bytes:
+    """The bytes Starlette's JSONResponse would send for ``result``."""
+    text = json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8")
 
 
 def _settle(future: asyncio.Future, result) -> None:
@@ -203,6 +246,7 @@ class _Worker:
         self.index = index
         self.process = None
         self.connection = None
+        self.alive = False
         self._lock = threading.Lock()
 
     def start(self, context) -> None:
@@ -226,6 +270,7 @@ class _Worker:
             message = f"ended with exit code {self.process.exitcode}"
         if message != "ready":
             raise RuntimeError(f"worker {self.index}: {message}")
+        self.alive = True
 
     def read(self, requests: list[dict]) -> list:
         with self._lock:
@@ -233,6 +278,7 @@ class _Worker:
                 self.connection.send(requests)
                 return self.connection.recv()
             except (EOFError, OSError):
+                self.alive = False
                 raise WorkerDied(f"worker process {self.index} ended") from None
 
     def close(self) -> None:
@@ -271,7 +317,7 @@ def _worker_main(connection, run_dir: str, runtime: str) -> None:
         except (EOFError, OSError, KeyboardInterrupt):
             return
         try:
-            results = read_images(predictor, requests)
+            results = read_requests(predictor, requests, encode=True)
         except Exception as exc:
             results = [exc] * len(requests)
         try:

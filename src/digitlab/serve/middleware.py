@@ -30,6 +30,15 @@ class ApiError(Exception):
         self.message = " ".join(message.split())
         self.headers = headers
 
+    def __reduce__(self):  # it travels back from worker processes
+        return (_api_error, (type(self), self.status, self.message, self.headers))
+
+
+def _api_error(kind, status: int, message: str, headers: dict | None) -> ApiError:
+    error = kind.__new__(kind)
+    ApiError.__init__(error, status, message, headers=headers)
+    return error
+
 
 class BodyTooLarge(ApiError):
     def __init__(self, limit: int):

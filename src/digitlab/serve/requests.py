@@ -43,10 +43,11 @@ async def read_body(request) -> str:
 
 async def parse_body(request, kind: str, shape: tuple[int, int]):
     """``(source, name)`` of a body :func:`read_body` read: the bytes of an upload
-    or raw image body, or checked ``shape`` pixels from JSON (name :data:`JSON_NAME`)."""
+    or raw image body, or for JSON the body itself (name :data:`JSON_NAME`), for
+    :func:`pixels_from_json`."""
     body = await request.body()  # read already: this returns it
     if kind == _JSON:
-        return _pixels_from_json(body, shape), JSON_NAME
+        return body, JSON_NAME  # parsed by the reader (see batching.read_requests)
     if kind == _IMAGE:
         if not body:
             raise ApiError(400, "body: expected an image file. Received: an empty body")
@@ -84,7 +85,7 @@ def _reject_constant(token: str):
     raise ApiError(422, f"pixels: expected finite numbers. Received: {token}")
 
 
-def _pixels_from_json(body: bytes, shape: tuple[int, int]):
+def pixels_from_json(body: bytes, shape: tuple[int, int]):
     """Parse ``{"pixels": [[...]]}``; reject NaN/Infinity, bools, strings, shapes."""
     if not body:
         raise ApiError(
