@@ -32,7 +32,6 @@ folder names, never absolute local paths.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -45,7 +44,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from digitlab.errors import ConfigError, DigitlabError
+from digitlab.errors import ConfigError
 from digitlab.inference import Predictor
 from digitlab.serve.batching import Batcher
 from digitlab.serve.middleware import (
@@ -60,7 +59,7 @@ from digitlab.serve.middleware import (
     error_response,
 )
 from digitlab.serve.model_info import model_info, report_file
-from digitlab.serve.requests import JSON_NAME, parse_body, read_body
+from digitlab.serve.requests import read_body
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -77,10 +76,6 @@ MAX_SERVED_PIXELS = 12_500_000
 checked from the header before decoding, so every accepted upload is answered
 within a second (digitlab predict, on local files, takes up to
 :data:`digitlab.inference.images.MAX_IMAGE_PIXELS`)."""
-
-MAX_SERVED_ALPHA_PIXELS = 4_000_000
-"""The most pixels of an uploaded image with transparency: compositing the alpha
-channel costs several times the decoding (a canvas export is far smaller)."""
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -321,19 +316,12 @@ def create_app(
         kind = await read_body(request)
         if not admission.try_enter():
             raise admission.busy()
+        fields = {kind: await request.body(), "max_pixels": max_pixels}
+        if kind == "multipart":
+            fields["content_type"] = request.headers.get("content-type", "")
+        fields.update(single=single, threshold=threshold, reject=reject)
         try:
-            source, name = await parse_body(request, kind, predictor.image_shape)
-            if name != JSON_NAME:
-                check_image_size(source, name, max_pixels)
-        except BaseException:
-            admission.leave()
-            raise
-        request_fields = {"json" if name == JSON_NAME else "source": source, "name": name}
-        request_fields.update(single=single, threshold=threshold, reject=reject)
-        try:
-            result = await batcher.read(request_fields, explain=explain)
-        except DigitlabError as exc:
-            raise ApiError(400, _no_object_reprs(str(exc), name)) from None
+            result = await batcher.read(fields, explain=explain)
         finally:
             admission.leave()
         if isinstance(result, bytes):  # encoded by a worker process
@@ -360,43 +348,6 @@ def _explain(predictor, result: dict) -> dict:
     from digitlab import inside
 
     return {"why": inside.why(predictor, result), "hidden": inside.hidden(predictor, result)}
-
-
-_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
-
-
-def _no_object_reprs(message: str, name: str) -> str:
-    """Pillow names an in-memory file by its repr (``<_io.BytesIO object at 0x…>``)."""
-    return _OBJECT_REPR.sub(name, message)
-
-
-def check_image_size(data: bytes, name: str, max_pixels: int) -> None:
-    """Refuse an image whose header declares more than ``max_pixels`` (before decoding)."""
-    import io
-    import warnings
-
-    from PIL import Image
-
-    from digitlab.inference.images import SUPPORTED_FORMATS
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as image:
-                width, height = image.size
-                mode = image.mode
-                alpha = "A" in mode or "a" in mode or "transparency" in image.info
-    except Exception:  # not an image: read_image gives the precise message
-        return
-    limit, kind = max_pixels, ""
-    if alpha and max_pixels > MAX_SERVED_ALPHA_PIXELS:
-        limit, kind = MAX_SERVED_ALPHA_PIXELS, " for an image with transparency"
-    if width * height > limit:
-        raise ApiError(
-            400,
-            f"{name}: expected at most {limit:,} pixels{kind}. "
-            f"Received: {width}x{height} = {width * height:,} pixels ({mode})",
-        )
 
 
 def _swagger_assets() -> Path | None:

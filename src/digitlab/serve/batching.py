@@ -26,9 +26,10 @@ import signal
 import sys
 import threading
 
+from digitlab.errors import DigitlabError
 from digitlab.inference import read_images
 from digitlab.serve.middleware import ApiError
-from digitlab.serve.requests import pixels_from_json
+from digitlab.serve.requests import no_object_reprs, parse_request
 
 MAX_BATCH = 64
 """The most requests read in one model call."""
@@ -63,6 +64,7 @@ class Batcher:
         self.max_batch = max_batch
         self._explain = explain
         self._ready = threading.Condition()
+        self._idle: collections.Counter = collections.Counter()  # readers waiting, per queue
         self._closed = False
         self.batches = 0
         self.largest = 0
@@ -123,12 +125,17 @@ class Batcher:
     def _work(self, queue: collections.deque, read) -> None:
         while True:
             with self._ready:
+                self._idle[id(queue)] += 1
                 while not queue and not self._closed:
                     self._ready.wait()
+                self._idle[id(queue)] -= 1
                 if not queue:
                     return
-                count = min(len(queue), self.max_batch)
-                batch = [queue.popleft() for _ in range(count)]
+                # A fair share when other readers of this queue are idle too:
+                # images are prepared one by one, so two half batches are read
+                # in half the time of one whole.
+                share = -(-len(queue) // (self._idle[id(queue)] + 1))
+                batch = [queue.popleft() for _ in range(min(share, self.max_batch))]
             self.batches += 1
             self.largest = max(self.largest, len(batch))
             requests = [request for request, *_ in batch]
@@ -161,25 +168,26 @@ class Batcher:
 def read_requests(predictor, requests: list[dict], *, encode: bool = False) -> list:
     """:func:`~digitlab.inference.read_images` for the requests of the API.
 
-    A request with ``json`` (the body of a JSON request, as received) has its
-    pixels parsed and checked here, by the reader: the event loop only moves
-    bytes.  With ``encode``, each answer comes back as the bytes of its JSON
-    (what the worker processes send: the event loop neither unpickles nor
-    encodes it).
+    Each request holds its body as received (see
+    :func:`~digitlab.serve.requests.parse_request`): the reader parses the
+    multipart upload or the JSON pixels, and checks the image's size, so the
+    event loop only moves bytes.  Reading errors become the API's 400s.  With
+    ``encode``, each answer comes back as the bytes of its JSON (what the
+    worker processes send: the event loop neither unpickles nor encodes it).
     """
     results: list = [None] * len(requests)
     readable, places = [], []
     for index, request in enumerate(requests):
-        if "json" in request:
-            request = dict(request)
-            try:
-                request["source"] = pixels_from_json(request.pop("json"), predictor.image_shape)
-            except ApiError as exc:
-                results[index] = exc
-                continue
-        readable.append(request)
+        try:
+            readable.append(parse_request(request, predictor.image_shape))
+        except ApiError as exc:
+            results[index] = exc
+            continue
         places.append(index)
-    for index, result in zip(places, read_images(predictor, readable), strict=True):
+    answers = read_images(predictor, readable)
+    for index, request, result in zip(places, readable, answers, strict=True):
+        if isinstance(result, DigitlabError):
+            result = ApiError(400, no_object_reprs(str(result), request["name"]))
         results[index] = result
     if encode:
         results = [encode_json(r) if isinstance(r, dict) else r for r in results]

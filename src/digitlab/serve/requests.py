@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import re
+import threading
 
 import numpy as np
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from digitlab.errors import ImageError
 from digitlab.inference import check_pixels
 from digitlab.serve.middleware import ApiError
 
 JSON_NAME = "<pixels>"
-_MULTIPART, _JSON, _IMAGE = "multipart", "json", "image"
+_MULTIPART, _JSON, _IMAGE = "multipart", "json", "image"  # what read_body found
 
 
 async def read_body(request) -> str:
     """Read the request's whole body; its kind (415 for a content type not served).
 
     Reading is the part that waits for the client (bounded by the body
-    deadline); :func:`parse_body`, the part that costs CPU, runs only once the
-    request is admitted.
+    deadline); :func:`parse_request`, the part that costs CPU, runs in the
+    reader, once the request is admitted.
     """
     content_type = request.headers.get("content-type", "")
     kind = content_type.split(";", 1)[0].strip().lower()
@@ -41,18 +45,55 @@ async def read_body(request) -> str:
     return found
 
 
-async def parse_body(request, kind: str, shape: tuple[int, int]):
-    """``(source, name)`` of a body :func:`read_body` read: the bytes of an upload
-    or raw image body, or for JSON the body itself (name :data:`JSON_NAME`), for
-    :func:`pixels_from_json`."""
-    body = await request.body()  # read already: this returns it
-    if kind == _JSON:
-        return body, JSON_NAME  # parsed by the reader (see batching.read_requests)
-    if kind == _IMAGE:
-        if not body:
+def parse_request(request: dict, shape: tuple[int, int]) -> dict:
+    """A request as the endpoint queued it, made :func:`~digitlab.inference.read_images`'
+    request: done by the reader (a worker process), not the event loop.
+
+    ``request`` holds the body under its kind (``multipart`` with its
+    ``content_type``, ``json`` or ``image``), ``max_pixels`` and the options.
+    Raises :class:`ApiError` as the API answers it (400, 422).
+    """
+    request = dict(request)
+    max_pixels = request.pop("max_pixels", None)
+    if _JSON in request:
+        request["source"] = pixels_from_json(request.pop(_JSON), shape)
+        request["name"] = JSON_NAME
+        return request
+    if _IMAGE in request:
+        data, name = request.pop(_IMAGE), "<body>"
+        if not data:
             raise ApiError(400, "body: expected an image file. Received: an empty body")
-        return body, "<body>"
-    form = await request.form(max_files=2, max_fields=20)
+    else:
+        data, name = _upload(request.pop(_MULTIPART), request.pop("content_type"))
+    if max_pixels is not None:
+        check_image_size(data, name, max_pixels)
+    request.update(source=data, name=name)
+    return request
+
+
+def _upload(body: bytes, content_type: str) -> tuple[bytes, str]:
+    """The bytes and name of the multipart body's field ``file``."""
+    loop = getattr(_LOCAL, "loop", None)
+    if loop is None:  # Starlette's parser is asynchronous: one loop per reader thread
+        loop = _LOCAL.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(_parse_upload(body, content_type))
+
+
+_LOCAL = threading.local()
+
+
+async def _parse_upload(body: bytes, content_type: str) -> tuple[bytes, str]:
+    async def stream():
+        yield body
+        yield b""
+
+    parser = MultiPartParser(
+        Headers({"content-type": content_type}), stream(), max_files=2, max_fields=20
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, exc.message) from None
     try:
         upload = form.get("file")
         if upload is None:
@@ -71,6 +112,48 @@ async def parse_body(request, kind: str, shape: tuple[int, int]):
     if not data:
         raise ApiError(400, f"{name}: expected an image file. Received: an empty file")
     return data, name
+
+
+MAX_SERVED_ALPHA_PIXELS = 4_000_000
+"""The most pixels of an uploaded image with transparency: compositing the alpha
+channel costs several times the decoding (a canvas export is far smaller)."""
+
+
+def check_image_size(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse an image whose header declares more than ``max_pixels`` (before decoding)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    from digitlab.inference.images import SUPPORTED_FORMATS
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as image:
+                width, height = image.size
+                mode = image.mode
+                alpha = "A" in mode or "a" in mode or "transparency" in image.info
+    except Exception:  # not an image: read_image gives the precise message
+        return
+    limit, kind = max_pixels, ""
+    if alpha and max_pixels > MAX_SERVED_ALPHA_PIXELS:
+        limit, kind = MAX_SERVED_ALPHA_PIXELS, " for an image with transparency"
+    if width * height > limit:
+        raise ApiError(
+            400,
+            f"{name}: expected at most {limit:,} pixels{kind}. "
+            f"Received: {width}x{height} = {width * height:,} pixels ({mode})",
+        )
+
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def no_object_reprs(message: str, name: str) -> str:
+    """Pillow names an in-memory file by its repr (``<_io.BytesIO object at 0x…>``)."""
+    return _OBJECT_REPR.sub(name, message)
 
 
 def safe_name(filename: str | None) -> str:
