@@ -126,8 +126,12 @@ def client(url: str, **options) -> httpx.Client:
 def running_server(run_dir: Path, log_dir: Path, *args: str, timeout: float = 120.0):
     """``python -m digitlab serve RUN --port 0`` as a real process on 127.0.0.1.
 
-    Yields its base URL once ``/api/health`` answers; stops it afterwards.
+    Yields its base URL once ``/api/health`` answers; stops it afterwards.  One
+    worker process unless ``args`` says ``--workers``: the path every default
+    server takes, at half the start-up CPU of one per core on this 2-core CI.
     """
+    if "--workers" not in args:
+        args = (*args, "--workers", "1")
     command = [sys.executable, "-m", "digitlab", "serve", str(run_dir), "--port", "0", *args]
     with serving(command, log_dir, timeout=timeout) as url:
         yield url

@@ -537,3 +537,12 @@ def test_serve_bad_flags_exit_2(run_dir, flags, capsys):
         main(["serve", str(run_dir), *flags])
     assert exit_info.value.code == 2
     assert flags[0] in capsys.readouterr().err
+
+
+def test_default_workers_is_one_per_core_at_most_four():
+    import os
+
+    from digitlab.serve.server import MAX_DEFAULT_WORKERS, default_workers
+
+    assert MAX_DEFAULT_WORKERS == 4
+    assert default_workers() == max(1, min(4, len(os.sched_getaffinity(0))))
