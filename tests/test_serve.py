@@ -474,7 +474,7 @@ def test_a_worker_killed_leaves_the_server_answering(run_dir, mnist, good, tmp_p
             assert len(spawned) == 1, workers
             os.kill(spawned[0], signal.SIGKILL)
             deadline = time.monotonic() + 10
-            while Path(f"/proc/{spawned[0]}").exists() and time.monotonic() < deadline:
+            while _running(spawned[0]) and time.monotonic() < deadline:
                 time.sleep(0.05)
             after = [session.post("/api/predict", **pixels) for _ in range(3)]
             health = session.get("/api/health").json()
@@ -487,6 +487,14 @@ def test_a_worker_killed_leaves_the_server_answering(run_dir, mnist, good, tmp_p
     err = (log / "serve.err").read_text()
     assert "worker process 0 ended; reading in the server's process" in err
     assert "Traceback" not in err
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_workers_0_reads_in_the_servers_process(run_dir, mnist, good, tmp_path):
