@@ -138,8 +138,9 @@ def create_app(
     Args:
         predictor: the loaded model; its ``run`` (if any) provides the report and
             the metadata of ``/api/model``.
-        max_concurrency: threads reading images; each takes every prediction
-            waiting as one batch (one model call).
+        max_concurrency: threads of this process reading images, each taking
+            the predictions waiting as one batch: the ``explain=true`` ones, or
+            all of them without ``workers``.
         max_queue: further predictions that may wait beyond ``max_concurrency``
             (all of them are read in the next batches); more get 503 + Retry-After.
         max_body_bytes: the largest request body accepted (413 beyond).
@@ -313,10 +314,10 @@ def create_app(
         # Requests beyond a full queue were shed by ShedWhenFull, before their
         # body was read.  Here the body is read first (within the body deadline):
         # a slow or stalled upload must not hold a place in the queue.
-        kind = await read_body(request)
+        kind, body = await read_body(request)
         if not admission.try_enter():
             raise admission.busy()
-        fields = {kind: await request.body(), "max_pixels": max_pixels}
+        fields = {kind: body, "max_pixels": max_pixels}
         if kind == "multipart":
             fields["content_type"] = request.headers.get("content-type", "")
         fields.update(single=single, threshold=threshold, reject=reject)

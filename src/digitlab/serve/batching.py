@@ -65,7 +65,6 @@ class Batcher:
         self._explain = explain
         self._ready = threading.Condition()
         self._idle: collections.Counter = collections.Counter()  # readers waiting, per queue
-        self._closed = False
         self.batches = 0
         self.largest = 0
         self._local: collections.deque = collections.deque()
@@ -92,14 +91,13 @@ class Batcher:
         for reader in self._readers:
             reader.start()
 
-    async def read(self, request: dict, *, explain: bool = False) -> dict:
-        """The :func:`~digitlab.inference.read_image` answer for ``request`` (its
-        keyword arguments and ``source``); raises what reading it raised."""
+    async def read(self, request: dict, *, explain: bool = False) -> dict | bytes:
+        """The answer to ``request`` (see :func:`read_requests`): the
+        :func:`~digitlab.inference.read_image` dict, or from a worker process
+        the bytes of its JSON; raises the :class:`ApiError` that reading it gave."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self._ready:
-            if self._closed:
-                raise RuntimeError("the batcher is closed")
             queue = self._local if explain else self._pooled
             queue.append((request, explain, loop, future))
             self._ready.notify_all()
@@ -110,15 +108,6 @@ class Batcher:
         """Worker processes reading now (a process that died no longer counts)."""
         return sum(worker.alive for worker in self._workers)
 
-    def close(self) -> None:
-        """Stop the readers once the requests already queued are read."""
-        with self._ready:
-            self._closed = True
-            self._ready.notify_all()
-        for reader in self._readers:
-            if reader is not threading.current_thread():
-                reader.join(timeout=10)
-
     def _read_here(self, requests: list[dict]) -> list:
         return read_requests(self.predictor, requests)
 
@@ -126,11 +115,9 @@ class Batcher:
         while True:
             with self._ready:
                 self._idle[id(queue)] += 1
-                while not queue and not self._closed:
+                while not queue:
                     self._ready.wait()
                 self._idle[id(queue)] -= 1
-                if not queue:
-                    return
                 # A fair share when other readers of this queue are idle too:
                 # images are prepared one by one, so two half batches are read
                 # in half the time of one whole.

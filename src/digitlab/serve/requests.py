@@ -20,8 +20,9 @@ JSON_NAME = "<pixels>"
 _MULTIPART, _JSON, _IMAGE = "multipart", "json", "image"  # what read_body found
 
 
-async def read_body(request) -> str:
-    """Read the request's whole body; its kind (415 for a content type not served).
+async def read_body(request) -> tuple[str, bytes]:
+    """Read the request's whole body: ``(kind, body)`` (415 for a content type not
+    served).
 
     Reading is the part that waits for the client (bounded by the body
     deadline); :func:`parse_request`, the part that costs CPU, runs in the
@@ -41,8 +42,7 @@ async def read_body(request) -> str:
             "Content-Type: expected multipart/form-data (field 'file'), application/json "
             f'({{"pixels": ...}}) or image/*. Received: {content_type[:60] or "none"}',
         )
-    await request.body()
-    return found
+    return found, await request.body()
 
 
 def parse_request(request: dict, shape: tuple[int, int]) -> dict:
