@@ -245,7 +245,7 @@ def main() -> None:
             limits = client.get("/api/model").json()["limits"]
             health = client.get("/api/health").json()
         print(
-            f"digitlab serve {run_dir} on {url}: {health['workers']} worker processes, "
+            f"digitlab serve {run_dir} on {url}: {health.get('workers', 'no')} worker processes, "
             f"max_concurrency {limits['max_concurrency']}, max_queue {limits['max_queue']}; "
             f"{os.cpu_count()} CPU cores shared with the "
             f"{args.client} load generator; {args.seconds:g} s per level"
