@@ -193,10 +193,7 @@ class ShedWhenFull:
 
     async def __call__(self, scope, receive, send):
         predicting = scope.get("method") == "POST" and scope.get("path") == self.path
-        if scope["type"] != "http" or not predicting:
-            await self.app(scope, receive, send)
-            return
-        if self.admission.full():
+        if scope["type"] == "http" and predicting and self.admission.full():
             await self._send_busy(send)
             return
         await self.app(scope, receive, send)
