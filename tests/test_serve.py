@@ -228,6 +228,60 @@ def test_predict_bad_query_is_422(http, query):
     _error(http.post(f"/api/predict?{query}", json={"pixels": [[0] * 28] * 28}), 422)
 
 
+@pytest.mark.parametrize(
+    ("plain", "spelled_otherwise"),
+    [
+        ("threshold=0.5&single=true", "threshold=5e-1&single=yes"),  # FastAPI reads the second
+        ("reject=0&explain=false", "reject=off&explain=False"),
+        ("threshold=1", "threshold=1.0e0"),
+    ],
+)
+def test_plain_and_other_spellings_of_a_query_get_the_same_answer(
+    http, mnist, good, plain, spelled_otherwise
+):
+    """Plain queries take the short way past FastAPI's parameter machinery
+    (PredictLane); any other spelling goes through FastAPI.  Both answer alike."""
+    from digitlab.serve.app import plain_predict_query
+
+    assert plain_predict_query(plain.encode()) is not None
+    assert plain_predict_query(spelled_otherwise.encode()) is None
+    png = encode(paper_digit(mnist.x_test[good[0]]))
+    answers = [
+        http.post(f"/api/predict?{query}", files={"file": ("a.png", png, "image/png")})
+        for query in (plain, spelled_otherwise)
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json() == answers[1].json()
+    for name in ("content-type", "x-content-type-options", "content-length"):
+        assert answers[0].headers.get(name) == answers[1].headers.get(name), name
+
+
+@pytest.mark.parametrize(
+    ("query", "options"),
+    [
+        (b"", {"single": False, "threshold": 0.5, "explain": False, "reject": True}),
+        (b"single=1&threshold=0.25", {"single": True, "threshold": 0.25}),
+        (b"threshold=0", {"threshold": 0.0}),
+        (b"threshold=1.5", None),  # out of range: FastAPI's 422
+        (b"threshold=nan", None),
+        (b"threshold=0.5&threshold=0.6", None),  # twice: FastAPI decides
+        (b"single=TRUE", None),
+        (b"single=tr%75e", None),
+        (b"other=1", None),
+        (b"single", None),
+        (b"&", None),
+    ],
+)
+def test_plain_predict_query_takes_only_what_fastapi_reads_the_same(query, options):
+    from digitlab.serve.app import plain_predict_query
+
+    found = plain_predict_query(query)
+    if options is None:
+        assert found is None
+    else:
+        assert found is not None and options.items() <= found.items()
+
+
 def test_unknown_routes_and_methods_are_json_errors(http):
     _error(http.get("/nope"), 404, "/nope")
     _error(http.get("/api/predict"), 405, "POST")

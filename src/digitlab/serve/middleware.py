@@ -250,11 +250,10 @@ class ReadDeadline:
             nonlocal complete, received
             if complete:
                 return await receive()
-            remaining = deadline - loop.time()
             try:
-                if remaining <= 0:
-                    raise TimeoutError
-                message = await asyncio.wait_for(receive(), remaining)
+                # A timer on this task, not wait_for's extra task per message.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise ApiError(
                     408,
