@@ -543,6 +543,41 @@ def test_a_worker_killed_leaves_the_server_answering(run_dir, mnist, good, tmp_p
     assert "Traceback" not in err
 
 
+def test_a_stuck_worker_is_stopped_and_its_batch_read_elsewhere(run_dir, mnist, good):
+    """A worker that stops answering (SIGSTOP: frozen mid-batch) is killed after
+    the batch deadline; the Batcher reads that batch in the server's process."""
+    import asyncio
+    import os
+    import signal
+
+    from digitlab.inference import Predictor
+    from digitlab.runs import load_run
+    from digitlab.serve.batching import Batcher, WorkerPool
+
+    pool = WorkerPool(run_dir, 1, batch_timeout=1.0).start()
+    try:
+        pool.wait_ready()
+        batcher = Batcher(Predictor(load_run(run_dir)), processes=pool)
+        pid = pool.workers[0].process.pid
+        os.kill(pid, signal.SIGSTOP)
+        body = json.dumps({"pixels": mnist.x_test[good[0]].tolist()}).encode()
+        request = {"json": body, "max_pixels": None}
+
+        async def ask():
+            return await asyncio.wait_for(batcher.read(request), 30)
+
+        started = time.monotonic()
+        answer = asyncio.run(ask())
+        waited = time.monotonic() - started
+        pool.workers[0].process.join(timeout=10)
+        assert pool.workers[0].process.exitcode == -signal.SIGKILL
+    finally:
+        pool.close()
+    assert answer["digit"] == int(mnist.y_test[good[0]])
+    assert 1.0 <= waited < 15
+    assert batcher.workers == 0
+
+
 def _running(pid: int) -> bool:
     """The process exists and is not a zombie waiting for its parent."""
     try:

@@ -37,6 +37,11 @@ MAX_BATCH = 64
 WORKER_START_TIMEOUT = 300.0
 """Seconds a worker process gets to load the run."""
 
+BATCH_TIMEOUT = 30.0
+"""Seconds a worker process gets to read a batch, plus one per request in it
+(an image takes milliseconds; decoding is bounded to well under a second): a
+worker that takes longer is stuck, and is stopped."""
+
 
 class Batcher:
     """Readers that take the requests queued and read them in batches.
@@ -213,9 +218,12 @@ class WorkerPool:
     A process that dies is replaced by the threads of the server's process.
     """
 
-    def __init__(self, run_dir, count: int, *, runtime: str = "native"):
+    def __init__(
+        self, run_dir, count: int, *, runtime: str = "native", batch_timeout: float = BATCH_TIMEOUT
+    ):
         self.run_dir = os.fspath(run_dir)
         self.runtime = runtime
+        self.batch_timeout = batch_timeout
         self.workers = [_Worker(self, index) for index in range(count)]
 
     def start(self) -> WorkerPool:
@@ -271,6 +279,13 @@ class _Worker:
         with self._lock:
             try:
                 self.connection.send(requests)
+                if not self.connection.poll(self.pool.batch_timeout + len(requests)):
+                    self.alive = False
+                    self.process.kill()
+                    raise WorkerDied(
+                        f"worker process {self.index} did not answer within "
+                        f"{self.pool.batch_timeout + len(requests):g} s and was stopped"
+                    )
                 return self.connection.recv()
             except (EOFError, OSError):
                 self.alive = False

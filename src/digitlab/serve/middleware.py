@@ -169,9 +169,8 @@ class Admission:
         """The 503 answered to a request shed."""
         return ApiError(
             503,
-            f"server busy: {self.admitted} requests in progress "
-            f"(max {self.max_concurrency} running + {self.max_queue} waiting). "
-            "Retry after 1 second",
+            f"server busy: {self.admitted} requests being read or waiting "
+            f"(at most {self.limit} at once). Retry after 1 second",
             headers={"Retry-After": "1"},
         )
 
