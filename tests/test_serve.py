@@ -241,7 +241,7 @@ def test_plain_and_other_spellings_of_a_query_get_the_same_answer(
 ):
     """Plain queries take the short way past FastAPI's parameter machinery
     (PredictLane); any other spelling goes through FastAPI.  Both answer alike."""
-    from digitlab.serve.app import plain_predict_query
+    from digitlab.serve.requests import plain_predict_query
 
     assert plain_predict_query(plain.encode()) is not None
     assert plain_predict_query(spelled_otherwise.encode()) is None
@@ -273,7 +273,7 @@ def test_plain_and_other_spellings_of_a_query_get_the_same_answer(
     ],
 )
 def test_plain_predict_query_takes_only_what_fastapi_reads_the_same(query, options):
-    from digitlab.serve.app import plain_predict_query
+    from digitlab.serve.requests import plain_predict_query
 
     found = plain_predict_query(query)
     if options is None:

@@ -268,3 +268,60 @@ def _describe_shape(rows) -> str:
     if len(lengths) == 1:
         return f"{len(rows)} rows of {lengths.pop()}"
     return f"{len(rows)} rows of different lengths"
+
+
+# --------------------------------------------------------------------------- the plain lane
+
+LANE_OPTIONS = "digitlab.predict_options"  # the scope key PredictLane fills
+_PREDICT_DEFAULTS = {"single": False, "threshold": 0.5, "explain": False, "reject": True}
+_PLAIN_BOOLEANS = {b"true": True, b"false": False, b"1": True, b"0": False}
+_PLAIN_THRESHOLD = re.compile(rb"[01](\.[0-9]{1,17})?")
+
+
+def plain_predict_query(query: bytes) -> dict | None:
+    """The options of a ``/api/predict`` query written plainly, else None.
+
+    Plainly: each option at most once, no other names, no escapes, booleans as
+    ``true``/``false``/``1``/``0`` and the threshold a decimal in [0, 1].
+    FastAPI reads these exactly so; anything else (another spelling, an
+    invalid value, an unknown name) goes to FastAPI, which answers it as
+    always, 422s included.
+    """
+    options = dict(_PREDICT_DEFAULTS)
+    if not query:
+        return options
+    seen = set()
+    for part in query.split(b"&"):
+        name, _, value = part.partition(b"=")
+        key = name.decode("ascii", "replace")
+        if key not in options or key in seen:
+            return None
+        seen.add(key)
+        if key == "threshold":
+            if _PLAIN_THRESHOLD.fullmatch(value) is None or float(value) > 1.0:
+                return None
+            options[key] = float(value)
+        elif value in _PLAIN_BOOLEANS:
+            options[key] = _PLAIN_BOOLEANS[value]
+        else:
+            return None
+    return options
+
+
+class PredictLane:
+    """ASGI: a ``POST`` to ``path`` whose query is plain (see
+    :func:`plain_predict_query`) goes to ``lane``, everything else to ``app``."""
+
+    def __init__(self, lane, app, path: str):
+        self.lane = lane
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("method") == "POST" and scope["path"] == self.path:
+            options = plain_predict_query(scope.get("query_string", b""))
+            if options is not None:
+                scope[LANE_OPTIONS] = options
+                await self.lane(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
