@@ -6,11 +6,11 @@ paper, random size and place, up to +-10 degrees, uneven light, sensor noise,
 JPEG) and read like ``digitlab predict IMAGE --single``.  Families of
 non-digits: letters that do not look like digits and symbols (drawn with the
 Liberation fonts of Debian's fonts-liberation; the detector learned letters
-from DejaVu), scribbles, textures and noise made by this file's own generators
-(not digitlab's), and Fashion-MNIST items (Debian's dataset-fashion-mnist,
-never trained on).  Digits: MNIST test images.  Answers go through digitlab's
-rule as ``predict`` gives them: the shipped "not a digit" detector, then the
-classifier's ``--threshold``.
+from matplotlib's DejaVu, STIX and Computer Modern), scribbles, textures and
+noise made by this file's own generators (not digitlab's), and Fashion-MNIST
+items (Debian's dataset-fashion-mnist, never trained on).  Digits: MNIST test
+images.  Answers go through digitlab's rule as ``predict`` gives them: the
+shipped "not a digit" detector, then the classifier's ``--threshold``.
 
 For each family it prints AUROC (digits against that family, scored by the
 detector's digit score, a blank scoring 0) and the false-accept rate at 95%
@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-# Liberation only: digitlab's detector learned letters from the DejaVu fonts, so
-# letters in those would test what it was trained on.
+# Liberation only: digitlab's detector learned letters from matplotlib's fonts
+# (DejaVu, STIX, Computer Modern), so letters in those would test what it was
+# trained on.
 FONT_DIRS = (Path("/usr/share/fonts/truetype/liberation"),)
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 LETTERS = "AKMWXHRNVYEFkmwxefhrvy"

@@ -6,8 +6,10 @@ from these families, each an image of light marks on black like MNIST's raw
 strokes (before MNIST's framing, which the caller applies):
 
 * ``letters``: letters of several alphabets that do not look like a digit
-  (no O, I, l, S, Z, B, G, q...), in the DejaVu fonts that ship with
-  matplotlib, any size, slant and weight, slightly rotated;
+  (no O, I, l, S, Z, B, G, q...), in the fonts that ship with matplotlib
+  (DejaVu, STIX and Computer Modern: three families of shapes, so that no one
+  font's way of drawing a glyph is what the detector learns), any size, slant
+  and weight, slightly rotated, sheared and stretched;
 * ``symbols``: punctuation, currency, arrows, card suits, maths signs;
 * ``words``: two or three letters written together;
 * ``scribbles``: random pen strokes, curved and straight;
@@ -37,18 +39,51 @@ SYMBOLS = "#%&@*+=?$€£¥©®™♠♣♥♦☺→←↔∞≈≠≤≥<>~^§�
 FAMILIES = ("letters", "symbols", "words", "scribbles", "shapes", "textures", "noise")
 
 
+#: matplotlib's bundled text fonts: DejaVu (sans, serif, mono), STIX (a Times-like
+#: serif) and Computer Modern (TeX's roman, sans, italic, bold, typewriter).  Its
+#: other files are symbol, math-italic and size variants, or a last-resort font.
+FONT_PREFIXES = (
+    "DejaVuSans",
+    "DejaVuSerif",
+    "STIXGeneral",
+    "cmr10",
+    "cmss10",
+    "cmti10",
+    "cmb10",
+    "cmtt10",
+)
+
+
 @cache
 def font_files() -> tuple[Path, ...]:
-    """The DejaVu fonts bundled with matplotlib (found without importing it)."""
+    """The text fonts bundled with matplotlib (found without importing it)."""
     spec = importlib.util.find_spec("matplotlib")
     if spec is None or not spec.submodule_search_locations:
         return ()
     folder = Path(next(iter(spec.submodule_search_locations))) / "mpl-data" / "fonts" / "ttf"
-    return tuple(sorted(p for p in folder.glob("DejaVu*.ttf") if "Display" not in p.name))
+    return tuple(
+        sorted(
+            p
+            for p in folder.glob("*.ttf")
+            if p.name.startswith(FONT_PREFIXES) and "Display" not in p.name
+        )
+    )
 
 
-def _font(rng, size: int):
-    fonts = font_files()
+@cache
+def _characters(font_file: Path) -> frozenset[int]:
+    """The code points ``font_file`` draws."""
+    from fontTools.ttLib import TTFont  # a dependency of matplotlib
+
+    return frozenset(TTFont(str(font_file), lazy=True).getBestCmap() or ())
+
+
+def _has_glyphs(font_file: Path, text: str) -> bool:
+    return all(ord(character) in _characters(font_file) for character in text)
+
+
+def _font(rng, size: int, text: str = ""):
+    fonts = [f for f in font_files() if _has_glyphs(f, text)] if text else font_files()
     if not fonts:
         return ImageFont.load_default(size)
     return ImageFont.truetype(str(fonts[rng.integers(len(fonts))]), size)
@@ -67,11 +102,28 @@ def _finish(image: Image.Image, rng, *, rotate: float = 12.0) -> np.ndarray:
 
 def _text(text: str, rng, size_range=(40, 70)) -> np.ndarray:
     image, draw = _canvas()
-    font = _font(rng, int(rng.integers(*size_range)))
+    font = _font(rng, int(rng.integers(*size_range)), text)
     draw.text((SIZE / 2, SIZE / 2), text, fill=255, font=font, anchor="mm")
     if rng.random() < 0.3:  # a heavier pen
         image = image.filter(ImageFilter.MaxFilter(3))
+    if rng.random() < 0.5:  # another hand's slant and proportions
+        image = _shear_and_stretch(image, rng)
     return _finish(image, rng)
+
+
+def _shear_and_stretch(image: Image.Image, rng) -> Image.Image:
+    """``image`` slanted by up to ~15 degrees and stretched by up to 25% either
+    way, about its centre."""
+    shear = float(rng.uniform(-0.25, 0.25))
+    stretch_x, stretch_y = (float(v) for v in rng.uniform(0.8, 1.25, size=2))
+    # Image.transform maps each output pixel (x, y) to the input's (a x + b y + c, d x + e y + f).
+    a, b, d, e = 1 / stretch_x, -shear / stretch_x, 0.0, 1 / stretch_y
+    centre = SIZE / 2
+    c = centre - a * centre - b * centre
+    f = centre - d * centre - e * centre
+    return image.transform(
+        image.size, Image.Transform.AFFINE, (a, b, c, d, e, f), Image.Resampling.BILINEAR
+    )
 
 
 def letter(rng) -> np.ndarray:

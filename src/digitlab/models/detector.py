@@ -11,8 +11,9 @@ How it is made (outlier exposure with generated negatives):
 
 * **digits**: MNIST training images 0..49,999 as they are (a canvas or pixel
   input) and, a third of them, with thinner or thicker strokes (a ballpoint pen,
-  a marker), digits typed in the DejaVu fonts, and simulated phone photos of MNIST
-  digits read back through :func:`~digitlab.inference.images.prepare_digit`;
+  a marker), digits typed in matplotlib's fonts (DejaVu, STIX, Computer
+  Modern), and simulated phone photos of MNIST digits read back through
+  :func:`~digitlab.inference.images.prepare_digit`;
 * **not digits**: :mod:`digitlab.data.negatives` families (letters, symbols,
   words, scribbles, shapes, textures, noise), framed like digits, and photos of
   some of them read back the same way;
