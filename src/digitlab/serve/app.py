@@ -336,8 +336,8 @@ def create_app(
 
     async def predict_lane(scope, receive, send):
         """``POST /api/predict`` with a plain query, without FastAPI's routing and
-        parameter machinery (a fifth of the event loop's time per request): the
-        same guards, the same handler, the same answers."""
+        parameter machinery: the same guards, the same handler, the same
+        answers, in a third of the event loop's time (benchmarks/bench_asgi.py)."""
         try:
             response = await answer_prediction(Request(scope, receive), **scope[LANE_OPTIONS])
         except ApiError as exc:
