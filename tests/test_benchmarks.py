@@ -11,6 +11,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 pytestmark = pytest.mark.slow
 
+FIXTURES = BENCHMARKS.parent / "tests" / "fixtures"
+
 CASES = {
     "bench_idx.py": (["--repeats", "1"], "ratio: digitlab is"),
     "bench_train.py": (["--epochs", "2"], "x the arithmetic floor"),
@@ -19,10 +21,25 @@ CASES = {
     "bench_predict.py": (["--calls", "30"], "ratio: batch 1024, cnn-fast"),
     "bench_compare.py": (["--quick", "--models", "mlp,logreg", "--out", "{tmp}"], "logreg"),
     "bench_photos.py": (["--count", "20"], "gap:"),
-    "bench_cli.py": (["--repeats", "1"], "result:"),
+    # Run folders given: the fresh processes are what it times (training is tested elsewhere).
+    "bench_cli.py": (
+        [
+            "--repeats",
+            "1",
+            "--mlp",
+            str(FIXTURES / "mlp-0.1.0"),
+            "--cnn",
+            str(FIXTURES / "cnn-fast-0.1.0"),
+        ],
+        "result:",
+    ),
+    "bench_asgi.py": (
+        ["--run", str(FIXTURES / "mlp-0.1.0"), "--requests", "50", "--repeats", "1"],
+        "ratio FastAPI / lane",
+    ),
     "bench_ood.py": (
         [
-            str(BENCHMARKS.parent / "tests" / "fixtures" / "mlp-0.1.0"),
+            str(FIXTURES / "mlp-0.1.0"),
             "--digits",
             "10",
             "--per-family",
