@@ -188,7 +188,7 @@ def test_pruning_stops_trials_that_fall_behind(tmp_path, small_mnist):
     plain = tune(
         tiny_base(epochs=2),
         ["learning_rate=1e-6,0.1"],
-        trials=6,
+        trials=3,
         out=tmp_path / "np",
         dataset=small_mnist,
         pruning=False,
