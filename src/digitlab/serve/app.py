@@ -220,16 +220,21 @@ def create_app(
     async def on_bug(request: Request, exc: Exception):  # genuine server bugs only
         return bug_response(exc)
 
-    def guarded(inner):
-        """``inner`` inside the guards every request passes (the order matters:
-        the body's size is counted inside the body deadline)."""
-        return SecurityHeaders(
-            ReadDeadline(BodySizeLimit(inner, max_bytes=max_body_bytes), seconds=body_timeout)
-        )
+    # The guards every request passes, innermost first (the body's size is
+    # counted inside the body deadline): around FastAPI's routes, and around
+    # the plain lane in front of them.
+    guards = [
+        (BodySizeLimit, {"max_bytes": max_body_bytes}),
+        (ReadDeadline, {"seconds": body_timeout}),
+        (SecurityHeaders, {}),
+    ]
+    for guard, options in guards:
+        app.add_middleware(guard, **options)
 
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    app.add_middleware(ReadDeadline, seconds=body_timeout)
-    app.add_middleware(SecurityHeaders)
+    def guarded(inner):
+        for guard, options in guards:
+            inner = guard(inner, **options)
+        return inner
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     swagger = _swagger_assets()
     if swagger is not None:

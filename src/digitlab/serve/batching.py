@@ -279,12 +279,13 @@ class _Worker:
         with self._lock:
             try:
                 self.connection.send(requests)
-                if not self.connection.poll(self.pool.batch_timeout + len(requests)):
+                seconds = self.pool.batch_timeout + len(requests)
+                if not self.connection.poll(seconds):
                     self.alive = False
                     self.process.kill()
                     raise WorkerDied(
-                        f"worker process {self.index} did not answer within "
-                        f"{self.pool.batch_timeout + len(requests):g} s and was stopped"
+                        f"worker process {self.index} did not answer within {seconds:g} s "
+                        "and was stopped"
                     )
                 return self.connection.recv()
             except (EOFError, OSError):
