@@ -1,6 +1,7 @@
 """Time reading the four MNIST .gz files: the tutorial's per-byte loops versus digitlab.data.idx.
 
 Usage: python benchmarks/bench_idx.py [--data-dir DIR] [--repeats N] [--full-tutorial]
+                                     [--tutorial-count N]
 
 The tutorial-style loader reads every pixel with ``struct.unpack('>B', f.read(1))``
 inside Python loops. It takes minutes on the training images, so by default it runs
@@ -8,7 +9,8 @@ on the two 10k test files only and its time for all four files is extrapolated b
 uncompressed byte count (clearly labelled); if that projection is under 60 s, or with
 --full-tutorial, the training files are timed too. digitlab's read_idx is run
 --repeats times and its median reported, next to the cost of gzip decompression
-alone, the floor any reader of these files pays.
+alone, the floor any reader of these files pays.  --tutorial-count N (for smoke
+runs) has the tutorial loader read only the first N items of each t10k file.
 """
 
 import argparse
@@ -33,10 +35,12 @@ TRAIN_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
 FULL_RUN_LIMIT_S = 60.0
 
 
-def tutorial_read_images(path):
-    """The tutorial's image reader: header with struct, then pixel by pixel into lists."""
+def tutorial_read_images(path, limit=None):
+    """The tutorial's image reader: header with struct, then pixel by pixel into lists
+    (the first ``limit`` images only, if given)."""
     with gzip.open(path, "rb") as f:
         magic, count, rows, cols = struct.unpack(">IIII", f.read(16))
+        count = count if limit is None else min(count, limit)
         images = []
         for _ in range(count):
             image = []
@@ -47,20 +51,21 @@ def tutorial_read_images(path):
     return np.array(images, dtype=np.uint8).reshape(count, rows, cols)
 
 
-def tutorial_read_labels(path):
+def tutorial_read_labels(path, limit=None):
     """The tutorial's label reader: header with struct, then one byte at a time."""
     with gzip.open(path, "rb") as f:
         magic, count = struct.unpack(">II", f.read(8))
+        count = count if limit is None else min(count, limit)
         labels = []
         for _ in range(count):
             labels.append(struct.unpack(">B", f.read(1))[0])
     return np.array(labels, dtype=np.uint8)
 
 
-def tutorial_read(path):
+def tutorial_read(path, limit=None):
     if "images" in path.name:
-        return tutorial_read_images(path)
-    return tutorial_read_labels(path)
+        return tutorial_read_images(path, limit)
+    return tutorial_read_labels(path, limit)
 
 
 def uncompressed_size(path):
@@ -90,11 +95,20 @@ def main(argv=None):
         action="store_true",
         help="always time the tutorial loader on the training files too (minutes)",
     )
+    parser.add_argument(
+        "--tutorial-count",
+        type=int,
+        help="the tutorial loader reads only the first N items of each t10k file, and its "
+        "time for the whole files is extrapolated (for smoke runs)",
+    )
     args = parser.parse_args(argv)
     if not args.data_dir:
         parser.error("no data folder: pass --data-dir or set DIGITLAB_DATA_DIR")
     if args.repeats < 1:
         parser.error(f"expected --repeats of at least 1. Received: --repeats={args.repeats}")
+    limit = args.tutorial_count
+    if limit is not None and limit < 1:
+        parser.error(f"expected --tutorial-count of at least 1. Received: --tutorial-count={limit}")
     folder = pathlib.Path(args.data_dir)
     paths = {name: folder / name for name in TEST_FILES + TRAIN_FILES}
     missing = [str(path) for path in paths.values() if not path.is_file()]
@@ -124,19 +138,21 @@ def main(argv=None):
     # (a) the tutorial loader: the test files, then the training files if affordable.
     tutorial_test_s = tutorial_test_cpu = 0.0
     for name in TEST_FILES:
-        seconds, cpu, array = timed(lambda name=name: tutorial_read(paths[name]))
-        if not np.array_equal(array, arrays[name]):
+        seconds, cpu, array = timed(lambda name=name: tutorial_read(paths[name], limit))
+        if not np.array_equal(array, arrays[name][: len(array)]):
             sys.exit(f"tutorial loader and read_idx disagree on {name}")
-        tutorial_test_s += seconds
-        tutorial_test_cpu += cpu
+        share = len(array) / len(arrays[name])
+        tutorial_test_s += seconds / share
+        tutorial_test_cpu += cpu / share
+    part = "" if limit is None else f" (EXTRAPOLATED from their first {limit:,} items)"
     print(
         f"tutorial loader (per-byte struct.unpack loops), t10k files: {tutorial_test_s:.2f} s "
-        f"wall ({tutorial_test_cpu:.2f} s CPU)"
+        f"wall ({tutorial_test_cpu:.2f} s CPU){part}"
     )
     test_bytes = sum(uncompressed_size(paths[name]) for name in TEST_FILES)
     all_bytes = sum(uncompressed_size(path) for path in paths.values())
     scale = all_bytes / test_bytes
-    if args.full_tutorial or tutorial_test_s * scale < FULL_RUN_LIMIT_S:
+    if limit is None and (args.full_tutorial or tutorial_test_s * scale < FULL_RUN_LIMIT_S):
         tutorial_all_s, tutorial_all_cpu = tutorial_test_s, tutorial_test_cpu
         for name in TRAIN_FILES:
             seconds, cpu, _ = timed(lambda name=name: tutorial_read(paths[name]))

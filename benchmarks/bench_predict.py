@@ -7,12 +7,13 @@ Single-image latency (median and p99 over ``--calls`` calls) of
 3. ``digitlab.inference.Predictor`` (a compiled predict function, warmed up),
 4. ``read_image`` on a 280x280 canvas PNG (decode, find the ink, normalise, predict),
 
-then batch throughput (images/s) on the 10,000 test images at batch 1024 for
+then batch throughput (images/s) on the 10,000 test images (or the first
+``--images``) at batch 1024 for
 the MLP and for the two convnets (``cnn``, ``cnn-fast``), and the ratios.  Uses
 ``--run`` or trains the tutorial MLP for one epoch into a temporary folder (the
 weights do not change the speed).
 
-    python benchmarks/bench_predict.py [--run RUN] [--calls 2000]
+    python benchmarks/bench_predict.py [--run RUN] [--calls 2000] [--images 10000]
 """
 
 from __future__ import annotations
@@ -80,7 +81,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, help="run folder (default: train one epoch)")
     parser.add_argument("--calls", type=int, default=2000, help="single-image calls per method")
+    parser.add_argument(
+        "--images", type=int, default=10_000, help="test images per batch-throughput pass"
+    )
     args = parser.parse_args()
+    if not 1 <= args.images <= 10_000:
+        parser.error(f"expected --images from 1 to 10000. Received: --images={args.images}")
 
     from digitlab.data import load_dataset, scale
     from digitlab.inference import Predictor, predict_proba, read_image
@@ -126,6 +132,7 @@ def main() -> None:
         timings(lambda: read_image(predictor, png, single=True), pipeline_calls),
     )
 
+    x_test = x_test[: args.images]
     print("\nbatch throughput, batch 1024")
     rate_predict = throughput(
         "model.predict", lambda: model.predict(x_test, batch_size=1024, verbose=0), len(x_test)

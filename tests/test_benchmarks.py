@@ -13,33 +13,39 @@ pytestmark = pytest.mark.slow
 
 FIXTURES = BENCHMARKS.parent / "tests" / "fixtures"
 
+MLP_RUN = str(FIXTURES / "mlp-0.1.0")
+
+# Where a benchmark would train a run of its own, it is given a fixture run folder:
+# training is tested elsewhere, and these cases only check that the scripts work.
 CASES = {
-    "bench_idx.py": (["--repeats", "1"], "ratio: digitlab is"),
+    "bench_idx.py": (["--repeats", "1", "--tutorial-count", "500"], "ratio: digitlab is"),
     "bench_train.py": (["--epochs", "2"], "x the arithmetic floor"),
     "bench_scaling.py": (["--quick", "--epochs", "2", "--out", "{tmp}"], "ratio: overhead"),
     "bench_cnn.py": (["--quick", "--models", "cnn-fast,keras-io"], "final accuracy: cnn-fast"),
-    "bench_predict.py": (["--calls", "30"], "ratio: batch 1024, cnn-fast"),
+    "bench_predict.py": (
+        ["--calls", "30", "--images", "2048", "--run", MLP_RUN],
+        "ratio: batch 1024, cnn-fast",
+    ),
     "bench_compare.py": (["--quick", "--models", "mlp,logreg", "--out", "{tmp}"], "logreg"),
-    "bench_photos.py": (["--count", "20"], "gap:"),
-    # Run folders given: the fresh processes are what it times (training is tested elsewhere).
+    "bench_photos.py": (["--count", "20", "--run", MLP_RUN], "gap:"),
     "bench_cli.py": (
         [
             "--repeats",
             "1",
             "--mlp",
-            str(FIXTURES / "mlp-0.1.0"),
+            MLP_RUN,
             "--cnn",
             str(FIXTURES / "cnn-fast-0.1.0"),
         ],
         "result:",
     ),
     "bench_asgi.py": (
-        ["--run", str(FIXTURES / "mlp-0.1.0"), "--requests", "50", "--repeats", "1"],
+        ["--run", MLP_RUN, "--requests", "50", "--repeats", "1"],
         "ratio FastAPI / lane",
     ),
     "bench_ood.py": (
         [
-            str(FIXTURES / "mlp-0.1.0"),
+            MLP_RUN,
             "--digits",
             "10",
             "--per-family",
@@ -47,7 +53,10 @@ CASES = {
         ],
         "goal 1: non-digit photos",
     ),
-    "bench_http.py": (["--seconds", "0.5", "--clients", "1,4"], "JSON pixels    4 clients"),
+    "bench_http.py": (
+        ["--seconds", "0.5", "--clients", "1,4", "--run", MLP_RUN],
+        "JSON pixels    4 clients",
+    ),
 }
 
 
