@@ -19,7 +19,7 @@ MLP_RUN = str(FIXTURES / "mlp-0.1.0")
 # training is tested elsewhere, and these cases only check that the scripts work.
 CASES = {
     "bench_idx.py": (["--repeats", "1", "--tutorial-count", "500"], "ratio: digitlab is"),
-    "bench_train.py": (["--epochs", "2"], "x the arithmetic floor"),
+    "bench_train.py": (["--epochs", "1"], "x the arithmetic floor"),
     "bench_scaling.py": (["--quick", "--epochs", "2", "--out", "{tmp}"], "ratio: overhead"),
     "bench_cnn.py": (["--quick", "--models", "cnn-fast,keras-io"], "final accuracy: cnn-fast"),
     "bench_predict.py": (

@@ -311,10 +311,10 @@ def _check_shared(reports: list[dict], storage: str, trials: int) -> None:
 @pytest.mark.slow
 def test_two_processes_share_one_sqlite_study(tmp_path):
     out = tmp_path / "shared"
-    reports = _two_workers(tmp_path, [out, out], "", trials=10)
+    reports = _two_workers(tmp_path, [out, out], "", trials=6)
     url = f"sqlite:///{(out / 'study.db').resolve()}"
     assert {r["storage"] for r in reports} == {url}
-    _check_shared(reports, url, 10)
+    _check_shared(reports, url, 6)
 
 
 @pytest.fixture
@@ -407,14 +407,14 @@ def postgres_url():
 @pytest.mark.slow
 def test_two_processes_share_one_postgresql_study(tmp_path, postgres_url, small_mnist):
     # Two machines' worth of processes: separate out folders, one study in the server.
-    reports = _two_workers(tmp_path, [tmp_path / "a", tmp_path / "b"], postgres_url, trials=8)
-    _check_shared(reports, postgres_url, 8)
+    reports = _two_workers(tmp_path, [tmp_path / "a", tmp_path / "b"], postgres_url, trials=6)
+    _check_shared(reports, postgres_url, 6)
     assert reports[0]["storage"] == postgres_url
     # This process resumes the same study from a third folder: nothing left to run.
     result = tune(
         tiny_base(),
         SPACE,
-        trials=8,
+        trials=6,
         storage=postgres_url,
         out=tmp_path / "c",
         dataset=small_mnist,
