@@ -18,7 +18,12 @@ MaxPooling2D → Conv2D(64, 3) → MaxPooling2D → Dropout(0.5) → Dense(10),
 * ``aug-eager``   ``slicepool`` behind Keras' RandomRotation/Zoom/Translation
                   layers, which make Keras train without XLA compilation;
 * ``aug-jit``     the same behind digitlab's ``Augmentation`` (those layers,
-                  declared compilable);
+                  declared compilable, one resampling with four gathers);
+* ``aug-affine``  the same behind the ``Augmentation`` of before 2026-12-01,
+                  which resampled with ``keras.ops.image.affine_transform``
+                  (eight gathers: it interpolates over the channel axis too);
+* ``cnn``         digitlab's ``cnn`` network itself (augmentation included);
+* ``cnn-affine``  the same with the ``aug-affine`` augmentation;
 * ``mlp``         the tutorial's Dense(128) network, to check that an
                   ``XLA_FLAGS`` setting does not slow the default model down.
 
@@ -66,6 +71,9 @@ VARIANTS = (
     "strided",
     "aug-eager",
     "aug-jit",
+    "aug-affine",
+    "cnn",
+    "cnn-affine",
     "mlp",
 )
 # XLA:CPU flags this jaxlib knows (listed by `strings libjax_common.so`); each
@@ -211,6 +219,8 @@ def time_step(variant: str, batch_size: int, *, steps: int, repeats: int) -> tup
 def build(variant: str):
     """The keras.io convnet (or the tutorial MLP) written as ``variant``."""
     layers = keras.layers
+    if variant in ("cnn", "cnn-affine"):
+        return digitlab_cnn(affine=variant == "cnn-affine")
     if variant == "mlp":
         return keras.Sequential(
             [
@@ -240,6 +250,7 @@ def build(variant: str):
         "slicepool": lambda f: [layers.Conv2D(f, 3, activation="relu"), MaxPool2x2()],
         "aug-eager": lambda f: [layers.Conv2D(f, 3, activation="relu"), MaxPool2x2()],
         "aug-jit": lambda f: [layers.Conv2D(f, 3, activation="relu"), MaxPool2x2()],
+        "aug-affine": lambda f: [layers.Conv2D(f, 3, activation="relu"), MaxPool2x2()],
         "avgpool": lambda f: [
             layers.Conv2D(f, 3, activation="relu"),
             layers.AveragePooling2D(2),
@@ -257,6 +268,8 @@ def build(variant: str):
         ]
     elif variant == "aug-jit":
         front = [Augmentation()]
+    elif variant == "aug-affine":
+        front = [AffineAugmentation()]
     return keras.Sequential(
         [
             keras.Input((28, 28, 1)),
@@ -268,6 +281,54 @@ def build(variant: str):
             layers.Dense(10, activation="softmax", dtype="float32"),
         ]
     )
+
+
+def digitlab_cnn(*, affine: bool):
+    """digitlab's ``cnn`` network as ``digitlab train --model cnn`` builds it,
+    its augmentation replaced by :class:`AffineAugmentation` if ``affine``."""
+    from digitlab.config import TrainConfig
+    from digitlab.models.networks import BUILDERS
+
+    model = BUILDERS["cnn"](TrainConfig.for_model("cnn"), (28, 28, 1), 10)
+    if not affine:
+        return model
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            *(
+                AffineAugmentation() if isinstance(layer, Augmentation) else layer
+                for layer in model.layers
+            ),
+        ]
+    )
+
+
+class AffineAugmentation(Augmentation):
+    """digitlab's ``Augmentation`` as it was before 2026-12-01: the same random
+    rotation, zoom and shift, resampled by ``keras.ops.image.affine_transform``."""
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        ops, random = keras.ops, keras.random
+        count, height, width = ops.shape(inputs)[0], inputs.shape[1], inputs.shape[2]
+
+        def uniform(limit):
+            return random.uniform((count,), -limit, limit, seed=self.seed_generator)
+
+        angle = uniform(self.rotation * math.pi / 180)
+        scale = 1.0 + uniform(self.zoom)
+        shift_x, shift_y = uniform(self.shift * width), uniform(self.shift * height)
+        a0, a1 = scale * ops.cos(angle), -scale * ops.sin(angle)
+        b0, b1 = scale * ops.sin(angle), scale * ops.cos(angle)
+        centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+        a2 = centre_x - a0 * centre_x - a1 * centre_y + shift_x
+        b2 = centre_y - b0 * centre_x - b1 * centre_y + shift_y
+        zeros = ops.zeros_like(angle)
+        transforms = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        return ops.image.affine_transform(
+            inputs, transforms, interpolation="bilinear", fill_mode="constant"
+        )
 
 
 class ExtractPatches3x3(keras.layers.Layer):
