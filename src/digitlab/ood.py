@@ -17,6 +17,8 @@ another way (other fonts, Fashion-MNIST, its own scribbles and textures).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 #: The seed of the families :func:`ood_report` draws (the detector trained on 0 and
@@ -60,19 +62,17 @@ def family_figures(digit_scores, scores, threshold: float) -> dict:
 def ood_report(x_digits, *, seed: int = REPORT_SEED, per_family: int = PER_FAMILY) -> dict:
     """The ``"ood"`` figures of a run whose evaluation digits are ``x_digits``
     ``(n, 28, 28)`` float in [0, 1] (at most :data:`DIGITS` of them are used)."""
-    from digitlab.data import negatives
     from digitlab.inference.detector import load_detector
-    from digitlab.inference.images import frame_ink
 
     detector = load_detector()
     rng = np.random.default_rng(seed)
     x_digits = np.asarray(x_digits, dtype=np.float32)
-    if len(x_digits) > DIGITS:
-        x_digits = x_digits[np.sort(rng.choice(len(x_digits), DIGITS, replace=False))]
+    population = len(x_digits)
+    if population > DIGITS:
+        x_digits = x_digits[np.sort(rng.choice(population, DIGITS, replace=False))]
     digit_scores = detector.scores(x_digits)
     families, rejected, total = {}, 0, 0
-    for name, images in negatives.generate(per_family, rng).items():
-        scores = detector.scores(np.stack([frame_ink(image) for image in images]))
+    for name, scores in _negative_scores(seed, per_family, population).items():
         families[name] = family_figures(digit_scores, scores, detector.threshold)
         rejected += int((scores < detector.threshold).sum())
         total += len(scores)
@@ -87,3 +87,25 @@ def ood_report(x_digits, *, seed: int = REPORT_SEED, per_family: int = PER_FAMIL
         "families": families,
         "negatives": f"digitlab.data.negatives, seed {seed}, framed like digits",
     }
+
+
+@lru_cache(maxsize=8)
+def _negative_scores(seed: int, per_family: int, population: int) -> dict[str, np.ndarray]:
+    """The shipped detector's scores of each family's negatives, as
+    :func:`ood_report` draws them after choosing its digits out of
+    ``population``: the same for every run with as many evaluation images, so
+    a process that trains many (``tune``, ``sweep``, ``compare``) draws and
+    frames them once (~1.5 s each time)."""
+    from digitlab.data import negatives
+    from digitlab.inference.detector import load_detector
+    from digitlab.inference.images import frame_ink
+
+    detector = load_detector()
+    rng = np.random.default_rng(seed)
+    if population > DIGITS:
+        rng.choice(population, DIGITS, replace=False)  # the draw ood_report made
+    scores = {}
+    for name, images in negatives.generate(per_family, rng).items():
+        scores[name] = detector.scores(np.stack([frame_ink(image) for image in images]))
+        scores[name].flags.writeable = False
+    return scores
