@@ -174,84 +174,66 @@ def plot_predictions(images, evaluation, *, count: int = 12, columns: int = 4):
 def plot_mistakes(images, evaluation, *, count: int = 24, columns: int = 8):
     """The most confident wrong predictions, most confident first."""
     chosen = evaluation.mistakes[:count]
-    rows = max(1, -(-len(chosen) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.5 * columns, 1.8 * rows), squeeze=False)
     names = evaluation.class_names
-    for n, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if n >= len(chosen):
-            continue
-        i = chosen[n]
+    titles = []
+    for i in chosen:
         probs = evaluation.probabilities[i]
         pred = int(probs.argmax())
-        _show_image(ax, images[i])
-        ax.set_title(
-            f"{names[int(evaluation.labels[i])]}→{names[pred]} {probs[pred]:.2f}",
-            fontsize=8,
-            color="tab:red",
-        )
+        titles.append(f"{names[int(evaluation.labels[i])]}→{names[pred]} {probs[pred]:.2f}")
+    fig = _tile_figure(
+        [_gray(images[i]) for i in chosen],
+        titles,
+        columns=columns,
+        inches=1.5,
+        title_color="tab:red",
+        fontsize=8,
+        suptitle="Worst mistakes (true→predicted, confidence)",
+    )
     if not len(chosen):
-        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
-    fig.suptitle("Worst mistakes (true→predicted, confidence)", fontsize=10)
-    fig.tight_layout()
+        fig.text(0.5, 0.4, "no mistakes", ha="center", va="center")
     return fig
 
 
 def plot_samples(images, labels, class_names, *, count: int = 32, columns: int = 8):
     """A grid of dataset images with their labels."""
     count = min(count, len(images))
-    rows = max(1, -(-count // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.5 * rows), squeeze=False)
-    for n, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if n < count:
-            _show_image(ax, images[n])
-            ax.set_title(str(class_names[int(labels[n])]), fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _tile_figure(
+        [_gray(images[n]) for n in range(count)],
+        [str(class_names[int(labels[n])]) for n in range(count)],
+        columns=columns,
+        inches=1.3,
+        fontsize=9,
+    )
 
 
 def plot_weights(weights, *, count: int = 64, columns: int = 16):
     """The first layer's weights, one small picture per hidden unit: red where a
     bright pixel raises the unit's input, blue where it lowers it."""
     weights = np.asarray(weights)[:count]
-    rows = -(-len(weights) // columns)
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(columns * 0.75, rows * 0.75 + 0.5), squeeze=False
+    return _tile_figure(
+        [_diverging(w) for w in weights],
+        None,
+        columns=columns,
+        inches=0.75,
+        suptitle=f"What the first layer learned: the weights of {len(weights)} hidden units",
     )
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, w in zip(axes.ravel(), weights, strict=False):
-        limit = float(np.abs(w).max()) or 1.0
-        ax.imshow(w, cmap="bwr", vmin=-limit, vmax=limit)
-    fig.suptitle(f"What the first layer learned: the weights of {len(weights)} hidden units")
-    fig.tight_layout()
-    return fig
 
 
 def plot_saliency(images, maps, titles, *, columns: int = 4):
     """Each image beside its saliency map (red: pixels that pushed the answer
     up, blue: pixels that pushed it down)."""
-    count = len(images)
-    rows = -(-count // columns)
-    fig, axes = plt.subplots(
-        rows, 2 * columns, figsize=(2.6 * columns, 1.5 * rows + 0.4), squeeze=False
+    tiles, names = [], []
+    for image, saliency, title in zip(images, maps, titles, strict=True):
+        tiles += [_gray(image), _diverging(saliency)]
+        names += [title, "why"]
+    return _tile_figure(
+        tiles,
+        names,
+        columns=2 * columns,
+        inches=1.3,
+        fontsize=8,
+        suptitle="Why: which pixels made it say so (gradient x input)",
     )
-    for ax in axes.ravel():
-        ax.axis("off")
-    for k in range(count):
-        image_ax, map_ax = (
-            axes[k // columns, 2 * (k % columns)],
-            axes[k // columns, 2 * (k % columns) + 1],
-        )
-        _show_image(image_ax, images[k])
-        image_ax.set_title(titles[k], fontsize=8)
-        limit = float(np.abs(maps[k]).max()) or 1.0
-        map_ax.imshow(maps[k], cmap="bwr", vmin=-limit, vmax=limit)
-        map_ax.set_title("why", fontsize=8)
-    fig.suptitle("Why: which pixels made it say so (gradient x input)", fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def _look_inside(classifier, evaluation, images) -> dict:
@@ -325,6 +307,64 @@ def is_own_png(path) -> bool:
             return image.format == "PNG" and image.info.get("Software") == SOFTWARE_TAG
     except (OSError, ValueError):
         return False
+
+
+def _gray(image) -> np.ndarray:
+    """An image (h, w) or (h, w, 1), uint8 or in [0, 1], as RGB in [0, 1]."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    scale = 255.0 if image.dtype == np.uint8 else 1.0
+    value = np.clip(image.astype(np.float32) / scale, 0.0, 1.0)
+    return np.repeat(value[..., None], 3, axis=-1) if value.ndim == 2 else value
+
+
+def _diverging(values) -> np.ndarray:
+    """Signed values as RGB: blue below 0, white at 0, red above, scaled by the
+    largest magnitude (matplotlib's ``bwr``)."""
+    values = np.asarray(values, dtype=np.float32)
+    limit = float(np.abs(values).max()) or 1.0
+    return plt.get_cmap("bwr")(0.5 + 0.5 * values / limit)[..., :3]
+
+
+def _tile_figure(
+    tiles, titles, *, columns, inches, title_color="black", fontsize=8, suptitle=None
+):
+    """RGB ``tiles`` of one size in a grid of ``columns``, each under its title:
+    one image on one axes, so that a grid of 64 costs what one picture does (an
+    axes per tile made the report's grids most of its drawing time)."""
+    count = len(tiles)
+    columns = max(1, min(columns, count)) if count else columns
+    rows = max(1, -(-count // columns))
+    height, width = (tiles[0].shape[:2]) if count else (28, 28)
+    gap = max(2, width // 8)
+    title_room = int(round(height * 0.45)) if titles else gap
+    cell_h, cell_w = height + title_room, width + gap
+    mosaic = np.ones((rows * cell_h, columns * cell_w - gap, 3), dtype=np.float32)
+    for n, tile in enumerate(tiles):
+        row, col = divmod(n, columns)
+        top, left = row * cell_h + title_room, col * cell_w
+        mosaic[top : top + height, left : left + width] = tile
+    top_inches = 0.35 if suptitle else 0.05
+    figure_h = rows * inches * cell_h / cell_w + top_inches
+    fig = plt.figure(figsize=(columns * inches, figure_h))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 1 - top_inches / figure_h - 0.01))
+    ax.imshow(mosaic, interpolation="nearest", aspect="auto")
+    ax.axis("off")
+    for n, title in enumerate(titles or []):
+        row, col = divmod(n, columns)
+        ax.text(
+            col * cell_w + width / 2,
+            row * cell_h + title_room - 1.5,
+            title,
+            ha="center",
+            va="bottom",
+            fontsize=fontsize,
+            color=title_color,
+        )
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10, y=1 - 0.05 / figure_h)
+    return fig
 
 
 def _figure(ax, size):
