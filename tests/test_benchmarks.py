@@ -53,6 +53,7 @@ CASES = {
         ],
         "goal 1: non-digit photos",
     ),
+    "bench_report.py": ([MLP_RUN, "--images", "300", "--repeats", "1"], "report figures:"),
     "bench_http.py": (
         ["--seconds", "0.5", "--clients", "1,4", "--run", MLP_RUN],
         "JSON pixels    4 clients",
