@@ -382,10 +382,3 @@ def _figure(ax, size):
         fig, ax = plt.subplots(figsize=size)
         return fig, ax
     return ax.figure, ax
-
-
-def _show_image(ax, image) -> None:
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255 if image.dtype == np.uint8 else 1)
