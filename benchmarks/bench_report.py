@@ -25,13 +25,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=2000, help="test images scored")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
     args = parser.parse_args(argv)
+    if not 1 <= args.images <= 10_000 or args.repeats < 1:
+        parser.error(
+            f"expected --images from 1 to 10000 and --repeats of at least 1. "
+            f"Received: --images={args.images} --repeats={args.repeats}"
+        )
 
     from digitlab import plots
     from digitlab.data import load_dataset, scale
+    from digitlab.errors import DigitlabError
     from digitlab.evaluation import score
     from digitlab.runs import load_run
 
-    run = load_run(args.run)
+    try:
+        run = load_run(args.run)
+    except DigitlabError as exc:
+        parser.error(str(exc))
     dataset = load_dataset(progress=False)
     x = scale(dataset.x_test[: args.images])
     labels = dataset.y_test[: args.images].astype(int)
