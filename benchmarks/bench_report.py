@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             made = made if isinstance(made, dict) else {name: made}
             for key, fig in made.items():
                 if fig is not None:
-                    plots.save_figure(fig, folder / f"{key}-{repeat}.png".replace(", ", "-"))
+                    plots.save_figure(fig, folder / f"{key}-{repeat}.png")
             builds.append(middle - start)
             saves.append(time.perf_counter() - middle)
         b, s = statistics.median(builds), statistics.median(saves)
