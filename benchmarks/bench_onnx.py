@@ -113,13 +113,18 @@ def main(argv=None) -> int:
             run = load_run(run_dir)
             summary = export_onnx(run)
             onnx_bytes = (run_dir / "model.onnx").stat().st_size
-            model_file = next(p for p in run_dir.iterdir() if p.name.startswith("model.") and
-                              p.suffix in (".keras", ".skops"))
+            model_file = next(
+                p
+                for p in run_dir.iterdir()
+                if p.name.startswith("model.") and p.suffix in (".keras", ".skops")
+            )
             for runtime in ("native", "onnx"):
                 runs = [measure_process(run_dir, runtime) for _ in range(args.repeats)]
                 commands = [predict_command(run_dir, image, runtime) for _ in range(args.repeats)]
-                row = {key: statistics.median(r[key] for r in runs)
-                       for key in ("startup_s", "latency_ms", "images_per_s", "max_rss_mb")}
+                row = {
+                    key: statistics.median(r[key] for r in runs)
+                    for key in ("startup_s", "latency_ms", "images_per_s", "max_rss_mb")
+                }
                 row.update(
                     model=f"{label} ({run.config.model})",
                     runtime=f"{runtime} ({runs[0]['backend']})",
@@ -131,8 +136,17 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
 
-    header = ("model", "runtime", "start-up s", "peak RSS MB (loaded)", "predict IMAGE s",
-              "1 image ms", "images/s (10k)", "model file", "jax/keras/sklearn loaded")
+    header = (
+        "model",
+        "runtime",
+        "start-up s",
+        "peak RSS MB (loaded)",
+        "predict IMAGE s",
+        "1 image ms",
+        "images/s (10k)",
+        "model file",
+        "jax/keras/sklearn loaded",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:

@@ -86,8 +86,11 @@ def test_every_kind_exports_and_matches_digitlab_on_the_official_test_set(
     assert description["format"] == "digitlab-onnx"
     assert description["class_names"] == list("0123456789")
     assert description["image_shape"] == [28, 28]
-    assert description["input"] == {"name": "images", "dtype": "float32",
-                                    "shape": ["batch", 28, 28]}
+    assert description["input"] == {
+        "name": "images",
+        "dtype": "float32",
+        "shape": ["batch", 28, 28],
+    }
     assert description["preprocessing"]["scale"] == "pixels / 255"
     assert "light ink" in description["preprocessing"]["polarity"]
     assert description["calibration"]["temperature"] == pytest.approx(run.info.temperature)
@@ -128,7 +131,10 @@ def test_export_never_replaces_a_file_digitlab_did_not_write(mnist, tmp_path_fac
         done = _export(run_dir, "--format", "onnx", "--out", str(target))
         assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in target.parent.iterdir()) == [
-        "detector.onnx", "digits.json", "digits.md", "digits.onnx"
+        "detector.onnx",
+        "digits.json",
+        "digits.md",
+        "digits.onnx",
     ]
     assert json.loads(target.with_suffix(".json").read_text())["model_file"] == "digits.onnx"
 

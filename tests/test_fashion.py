@@ -50,8 +50,20 @@ def offline_env(tmp_path_factory):
 def fashion_run(tmp_path_factory, offline_env):
     run_dir = tmp_path_factory.mktemp("fashion") / "run"
     done = _digitlab(
-        "train", "--dataset", "fashion-mnist", "--split", "official", "--optimizer", "adam",
-        "--epochs", "1", "--run-dir", str(run_dir), "--no-plots", "--json", "--quiet",
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--split",
+        "official",
+        "--optimizer",
+        "adam",
+        "--epochs",
+        "1",
+        "--run-dir",
+        str(run_dir),
+        "--no-plots",
+        "--json",
+        "--quiet",
         env=offline_env,
     )
     return run_dir, json.loads(done.stdout)

@@ -118,9 +118,10 @@ def test_serve_on_onnx_keeps_the_http_contract(exported, mnist, tmp_path):
     pixels = {"pixels": mnist.x_test[index].tolist()}
     answers = {}
     for runtime in ("onnx", "native"):
-        with running_server(
-            run_dir, tmp_path / runtime, "--quiet", "--runtime", runtime
-        ) as url, client(url) as http:
+        with (
+            running_server(run_dir, tmp_path / runtime, "--quiet", "--runtime", runtime) as url,
+            client(url) as http,
+        ):
             model = http.get("/api/model").json()
             assert model["class_names"] == list("0123456789")
             assert model["backend"] == ("onnxruntime" if runtime == "onnx" else "jax.jit")
@@ -142,8 +143,17 @@ def test_serving_onnx_without_an_export_is_one_line(tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(FIXTURES / "gnb-0.1.0", run_dir)
     done = subprocess.run(
-        [sys.executable, "-m", "digitlab", "serve", str(run_dir), "--port", "0",
-         "--runtime", "onnx"],
+        [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "serve",
+            str(run_dir),
+            "--port",
+            "0",
+            "--runtime",
+            "onnx",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -289,8 +289,17 @@ def test_sigterm_during_training_stops_with_143(tmp_path):
 def test_run_folders_get_the_umask_modes(tiny_dir, tmp_path, umask, folder, file):
     run_dir = tmp_path / "run"
     done = digitlab(
-        "train", "--data-dir", tiny_dir, "--validation-size", "20", "--epochs", "1",
-        "--run-dir", run_dir, "--quiet", umask=umask,
+        "train",
+        "--data-dir",
+        tiny_dir,
+        "--validation-size",
+        "20",
+        "--epochs",
+        "1",
+        "--run-dir",
+        run_dir,
+        "--quiet",
+        umask=umask,
     )
     assert done.returncode == 0, done.stderr
     assert run_dir.stat().st_mode & 0o777 == folder
@@ -308,8 +317,17 @@ def test_resumed_sweep_reruns_tampered_and_misplaced_trial_records(tiny_dir, tmp
 
     out = tmp_path / "sweep"
     args = (
-        "sweep", "--model", "gnb", "--set", "validation_size=20", "--seeds", "4",
-        "--data-dir", tiny_dir, "--out", out,
+        "sweep",
+        "--model",
+        "gnb",
+        "--set",
+        "validation_size=20",
+        "--seeds",
+        "4",
+        "--data-dir",
+        tiny_dir,
+        "--out",
+        out,
     )
     first = digitlab(*args)
     assert first.returncode == 0, first.stderr
@@ -358,8 +376,17 @@ def test_resumed_sweep_reruns_tampered_and_misplaced_trial_records(tiny_dir, tmp
 def test_untrainable_values_are_one_line_and_leave_no_run(tiny_dir, tmp_path, args, message):
     run_dir = tmp_path / "run"
     done = digitlab(
-        "train", "--data-dir", tiny_dir, "--validation-size", "20", "--epochs", "2", "--quiet",
-        "--run-dir", run_dir, *args,
+        "train",
+        "--data-dir",
+        tiny_dir,
+        "--validation-size",
+        "20",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--run-dir",
+        run_dir,
+        *args,
     )
     one_line_error(done, message)
     assert not run_dir.exists() and temporaries(tmp_path) == []
@@ -397,14 +424,36 @@ def _zip(path: Path, members: list[tuple[str, bytes, int, int, int]]) -> None:
             encoded = name.encode()
             fields = (20, 0, method, 0, 0, crc, len(data), size, len(encoded), 0)
             out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields) + encoded + data)
-            central += struct.pack(
-                "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0, crc, len(data),
-                size, len(encoded), 0, 0, 0, 0, 0, offset,
-            ) + encoded
+            central += (
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII",
+                    0x02014B50,
+                    20,
+                    20,
+                    0,
+                    method,
+                    0,
+                    0,
+                    crc,
+                    len(data),
+                    size,
+                    len(encoded),
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    offset,
+                )
+                + encoded
+            )
         start = out.tell()
         out.write(central)
-        out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members),
-                              len(central), start, 0))
+        out.write(
+            struct.pack(
+                "<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), start, 0
+            )
+        )
 
 
 def _zip_bomb(path: Path, original: Path, unpacked: int) -> None:
@@ -553,8 +602,9 @@ def test_predict_imports_neither_keras_nor_jax(mlp_run, mnist, tmp_path):
         "heavy = sorted(m for m in ('keras', 'jax', 'sklearn', 'matplotlib') if m in sys.modules)\n"
         "print('heavy:', heavy)\nsys.exit(code)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "heavy: []" in done.stdout
 

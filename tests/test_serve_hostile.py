@@ -470,4 +470,3 @@ def test_schemathesis_finds_no_failure_against_the_published_schema(server, tmp_
     )
     assert done.returncode == 0, done.stdout[-4000:]
     assert "No issues found" in done.stdout, done.stdout[-2000:]
-

@@ -85,8 +85,7 @@ def test_no_module_is_over_400_lines_without_a_reason():
     # cases: one module, by design.
     allowed = {"digitlab.data.idx", "digitlab.inference.images"}
     long = {
-        _module_name(p): len(p.read_text(encoding="utf-8").splitlines())
-        for p in SRC.rglob("*.py")
+        _module_name(p): len(p.read_text(encoding="utf-8").splitlines()) for p in SRC.rglob("*.py")
     }
     assert {m: n for m, n in long.items() if n > 450 and m not in allowed} == {}
 
@@ -223,9 +222,10 @@ def test_a_run_folder_of_0_1_0_loads_and_evaluates_as_it_did(name, mnist):
 @pytest.mark.slow
 def test_a_run_folder_of_0_1_0_serves(mnist, tmp_path):
     digit = mnist.x_test[0]
-    with running_server(FIXTURES / "cnn-fast-0.1.0", tmp_path, "--quiet") as url, client(
-        url
-    ) as http:
+    with (
+        running_server(FIXTURES / "cnn-fast-0.1.0", tmp_path, "--quiet") as url,
+        client(url) as http,
+    ):
         assert http.get("/api/model").json()["model"] == "cnn-fast"
         reply = http.post("/api/predict", json={"pixels": digit.tolist()})
         assert reply.status_code == 200 and reply.json()["digit"] == int(mnist.y_test[0])

@@ -38,8 +38,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def static_server(folder: Path):
     """``python -m http.server`` serving ``folder`` on a free loopback port."""
     process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0",
-         "--directory", str(folder)],
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "0",
+            "--directory",
+            str(folder),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -63,16 +72,33 @@ def exported(request, mnist, tmp_path_factory):
         shutil.copytree(FIXTURES / "cnn-fast-0.1.0", run_dir)
     web = tmp_path_factory.mktemp("web") / "site"
     done = subprocess.run(
-        [sys.executable, "-m", "digitlab", "export", str(run_dir), "--format", "web", str(web),
-         "--json"],
+        [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "export",
+            str(run_dir),
+            "--format",
+            "web",
+            str(web),
+            "--json",
+        ],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
     names = {Path(p).relative_to(web).as_posix() for p in json.loads(done.stdout)["files"]}
-    assert {"index.html", "app.js", "frame.js", "model.onnx", "model.json", "model.md",
-            "ort/ort.wasm.bundle.min.mjs", "ort/ort-wasm-simd-threaded.wasm"} <= names
+    assert {
+        "index.html",
+        "app.js",
+        "frame.js",
+        "model.onnx",
+        "model.json",
+        "model.md",
+        "ort/ort.wasm.bundle.min.mjs",
+        "ort/ort-wasm-simd-threaded.wasm",
+    } <= names
     with static_server(web) as url:
         yield run_dir, web, url
 

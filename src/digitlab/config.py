@@ -25,6 +25,7 @@ MAX_SEED = 2**32
 #: Training computes in float32: a larger rate would become infinity.
 MAX_LEARNING_RATE = 3.4e38
 
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides what a training run computes.

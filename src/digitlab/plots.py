@@ -337,9 +337,7 @@ def _diverging(values) -> np.ndarray:
     return plt.get_cmap("bwr")(0.5 + 0.5 * values / limit)[..., :3]
 
 
-def _tile_figure(
-    tiles, titles, *, columns, inches, title_color="black", fontsize=8, suptitle=None
-):
+def _tile_figure(tiles, titles, *, columns, inches, title_color="black", fontsize=8, suptitle=None):
     """RGB ``tiles`` of one size in a grid of ``columns``, each under its title:
     one image on one axes, so that a grid of 64 costs what one picture does (an
     axes per tile made the report's grids most of its drawing time)."""

@@ -161,7 +161,7 @@ def _ood_section(ood) -> list[str]:
     rows = [
         "<h2>Not a digit</h2><p class='meaning'>Before a digit is named, a detector "
         "shipped with digitlab scores whether each mark is a digit at all; below "
-        f"{_e(ood.get('threshold'))} the answer is \"no digit\". Here "
+        f'{_e(ood.get("threshold"))} the answer is "no digit". Here '
         f"{100 * float(digits.get('accepted', 0)):.2f} % of {int(digits.get('images', 0)):,} "
         f"evaluation digits were accepted, and {100 * float(ood.get('rejected', 0)):.1f} % of "
         f"generated non-digits rejected ({_e(ood.get('negatives', ''))}). AUROC: the "

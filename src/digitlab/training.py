@@ -206,8 +206,7 @@ def held_out(parts: data_module.Split, config: TrainConfig) -> data_module.Split
     n = len(parts.x_train)
     if n < 20:
         raise ConfigError(
-            f"calibration_size: expected at least 20 training images to hold some out. "
-            f"Found {n}"
+            f"calibration_size: expected at least 20 training images to hold some out. Found {n}"
         )
     # At most a tenth of the training images: a small dataset keeps most to learn from.
     held_out = min(config.calibration_size, n // 10)

@@ -25,7 +25,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command.  With ``command`` (the one about to run),
     the other commands' help texts are left plain: listing the model kinds

@@ -12,6 +12,7 @@ def _no_local_paths(text: str) -> str:
     """``data dir /home/me/mnist`` → ``data dir mnist``: a card travels."""
     return _ABSOLUTE_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1] or "/", text)
 
+
 #: The first line of every model card: what marks the file as digitlab's own.
 CARD_MARK = "<!-- digitlab model card -->"
 

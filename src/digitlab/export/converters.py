@@ -23,9 +23,7 @@ from digitlab.errors import ConfigError, RunError
 from digitlab.export.graph import finish
 
 #: How to get what ``digitlab export`` needs, in the one-line errors.
-INSTALL_HINT = (
-    "pip install 'digitlab[export]' && pip install --no-deps 'jax2onnx>=0.17.1,<0.18'"
-)
+INSTALL_HINT = "pip install 'digitlab[export]' && pip install --no-deps 'jax2onnx>=0.17.1,<0.18'"
 
 
 def _need(module: str) -> None:

@@ -38,8 +38,10 @@ def runtime_files() -> dict[str, Path]:
     for name, digest in manifest["files"].items():
         path = folder / name
         if not path.is_file():
-            raise RunError(f"{path}: expected onnxruntime-web's {name} in digitlab's package. "
-                           "It is missing (reinstall digitlab)")
+            raise RunError(
+                f"{path}: expected onnxruntime-web's {name} in digitlab's package. "
+                "It is missing (reinstall digitlab)"
+            )
         found = hashlib.sha256(path.read_bytes()).hexdigest()
         if found != digest:
             raise RunError(f"{path}: expected SHA-256 {digest}. Found {found} (reinstall digitlab)")
@@ -52,8 +54,9 @@ def runtime_files() -> dict[str, Path]:
 def check_folder(path: Path) -> Path:
     path = Path(path)
     if path.is_symlink() or (path.exists() and (not path.is_dir() or any(path.iterdir()))):
-        raise RunError(f"{path}: expected a new or empty folder for the web export. "
-                       "It already exists")
+        raise RunError(
+            f"{path}: expected a new or empty folder for the web export. It already exists"
+        )
     return path
 
 
@@ -63,8 +66,10 @@ def export_web(run, folder) -> dict:
     from digitlab.export.bundle import MODEL_FILE, export_onnx
 
     if len(run.image_shape) != 2:
-        raise RunError(f"{run.path}: expected a model of greyscale images for the web page. "
-                       f"Found one of {run.image_shape} images")
+        raise RunError(
+            f"{run.path}: expected a model of greyscale images for the web page. "
+            f"Found one of {run.image_shape} images"
+        )
     folder = check_folder(folder)
     ort_files = runtime_files()
     with _files.atomic_folder(folder) as tmp:

@@ -44,6 +44,7 @@ def __getattr__(name: str):
         return getattr(reading, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "MNIST_SHAPE",
     "STATUS_NOT_SURE",

@@ -202,6 +202,7 @@ def _jax_forward(model):
 
 # --------------------------------------------------------------------------- scikit-learn
 
+
 class SklearnClassifier(Classifier):
     """A fitted scikit-learn classifier that takes images like the Keras models.
 

@@ -184,9 +184,7 @@ def _wrap_skops(
 ) -> Classifier:
     found = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
     if expected_class is not None and expected_class not in (found, type(estimator).__name__):
-        raise RunError(
-            f"expected a {expected_class} for model {model_name!r}. Found {found}"
-        )
+        raise RunError(f"expected a {expected_class} for model {model_name!r}. Found {found}")
     return SklearnClassifier(
         estimator,
         class_names=class_names,

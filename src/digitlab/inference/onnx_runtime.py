@@ -95,8 +95,10 @@ def _read_description(file: Path) -> dict:
     except (ValueError, UnicodeDecodeError) as exc:
         raise RunError(f"{file}: expected JSON. {one_line(exc)}") from None
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise RunError(f"{file}: expected a digitlab export description ('format': "
-                       f"{EXPORT_FORMAT!r}). Found something else")
+        raise RunError(
+            f"{file}: expected a digitlab export description ('format': "
+            f"{EXPORT_FORMAT!r}). Found something else"
+        )
     return data
 
 

@@ -27,8 +27,7 @@ def as_classifier(model, *, class_names=None) -> Classifier:
             image_shape=tuple(classifier.input_shape[1:]),
         )
     raise TypeError(
-        f"expected a run, a digitlab Classifier or a Keras model. Received: "
-        f"{type(model).__name__}"
+        f"expected a run, a digitlab Classifier or a Keras model. Received: {type(model).__name__}"
     )
 
 

@@ -265,7 +265,15 @@ class _Job:
 
     @classmethod
     def prepare(
-        cls, predictor, shape, digits, *, source, name=None, single=False, threshold=0.5,
+        cls,
+        predictor,
+        shape,
+        digits,
+        *,
+        source,
+        name=None,
+        single=False,
+        threshold=0.5,
         reject=True,
     ) -> _Job:
         threshold = _check_threshold(threshold)

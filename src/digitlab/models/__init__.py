@@ -14,6 +14,7 @@ or scikit-learn.
 # The built-in kinds register in this order: the tutorial's first, then the baselines.
 from digitlab.models import keras_kinds  # noqa: F401
 from digitlab.models import baselines  # noqa: F401
+
 # isort: on
 from digitlab.models.registry import (
     ModelKind,

@@ -61,6 +61,8 @@ from digitlab.models.registry import ModelKind, TrainResult, register
 #: Training images the SVM fits on (a seeded subsample): an RBF SVC's fit
 #: time grows roughly with the square of this.
 SVM_TRAIN_SIZE = 10_000
+
+
 @dataclass(frozen=True)
 class Baseline:
     """One scikit-learn model kind: how to build it and how to measure its size."""

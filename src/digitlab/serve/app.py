@@ -235,6 +235,7 @@ def create_app(
         for guard, options in guards:
             inner = guard(inner, **options)
         return inner
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     swagger = _swagger_assets()
     if swagger is not None:
