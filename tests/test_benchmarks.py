@@ -74,3 +74,35 @@ def test_benchmark_runs(script, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert expected in out.stdout, out.stdout[-3000:]
+
+
+def test_bf16_benchmark_runs_or_says_it_needs_pytorch(tmp_path):
+    """PyTorch is not a digitlab dependency: without it the script says so in one
+    line (exit 2); with it, it compares on the stored cnn-fast run; an MLP run is
+    a usage error either way."""
+    script = str(BENCHMARKS / "bench_bf16.py")
+
+    def bench(*arguments):
+        return subprocess.run(
+            [sys.executable, script, *arguments],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=600,
+            check=False,
+        )
+
+    out = bench(str(FIXTURES / "cnn-fast-0.1.0"), "--images", "300", "--repeats", "1")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert out.returncode == 2
+        assert out.stderr.strip() == (
+            "bench_bf16.py: needs PyTorch, which digitlab does not install: pip install torch"
+        )
+        return
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ratio: PyTorch bfloat16 / digitlab" in out.stdout
+    mlp = bench(MLP_RUN)
+    assert mlp.returncode == 2
+    assert "expected a run of digitlab's cnn or cnn-fast" in mlp.stderr.splitlines()[-1]
