@@ -153,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         network = torch_network(torch, run.model)
     except (AttributeError, ValueError) as exc:
         parser.error(f"{args.run}: expected a run of digitlab's cnn or cnn-fast ({exc})")
-    data = digitlab.load_mnist()
+    try:
+        data = digitlab.load_mnist()
+    except DigitlabError as exc:
+        parser.error(str(exc))
     x = data.x_test[: args.images].astype(np.float32) / 255
     y = data.y_test[: args.images]
     batches = range(0, len(x), 1024)
