@@ -60,3 +60,15 @@ def matmul_rate(hidden: int = 128, *, batch: int = 2048, seconds: float = 1.5) -
 def floor_seconds(params: int, images: int, rate_gflops: float) -> float:
     """Arithmetic floor of one epoch: 6 x parameters x images / rate."""
     return 6 * params * images / (rate_gflops * 1e9)
+
+
+def best_seconds(function, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``function()``, after one
+    untimed call (warm-up, compilation)."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)

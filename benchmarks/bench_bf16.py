@@ -22,22 +22,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from _machine import describe
-
-
-def best_seconds(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from _machine import best_seconds, describe
 
 
 def matmul_rates(torch, size: int = 4096, repeats: int = 3) -> dict[str, float]:

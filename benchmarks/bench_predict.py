@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import best_seconds
+
 #: Goal for the convnets' batch throughput on a 2-core CPU (issue 5).
 CNN_TARGET = 50_000
 
@@ -50,17 +52,9 @@ def line(name: str, seconds: np.ndarray) -> float:
 
 
 def throughput(name: str, function, images: int, repeats: int = 3) -> float:
-    function()  # warm-up / compile
-    best = min(_timed(function) for _ in range(repeats))
-    rate = images / best
+    rate = images / best_seconds(function, repeats)
     print(f"{name:<34} {rate:12,.0f} images/s   ({images:,} images, best of {repeats})")
     return rate
-
-
-def _timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def canvas_png() -> bytes:
