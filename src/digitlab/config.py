@@ -20,6 +20,9 @@ SPLITS = ("tutorial", "official")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linear")
 LR_SCHEDULES = ("constant", "cosine")
+#: What computes a Keras network's training: Keras itself (on JAX), or PyTorch
+#: (:mod:`digitlab.models.torch_engine`; ``pip install 'digitlab[torch]'``).
+ENGINES = ("keras", "torch")
 #: Seeds are what every backend's generator accepts: 0 <= seed < 2**32.
 MAX_SEED = 2**32
 #: Training computes in float32: a larger rate would become infinity.
@@ -61,6 +64,9 @@ class TrainConfig:
     #: On the official split (whose evaluation set is the test set), this many
     #: training images (the same for every seed) are held out to validate and calibrate on.
     calibration_size: int = 5000
+    #: What trains a Keras network: ``"keras"`` (Keras on JAX) or ``"torch"``
+    #: (the same network and recipe in PyTorch, bfloat16 on CPUs with AMX).
+    engine: str = "keras"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -108,6 +114,7 @@ class TrainConfig:
 
     def _check_training_options(self) -> None:
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_choice("engine", self.engine, ENGINES)
         smoothing = self.label_smoothing
         if not isinstance(smoothing, numbers.Real) or not 0.0 <= smoothing < 1.0:
             raise ConfigError(
@@ -167,7 +174,12 @@ class TrainConfig:
 
 
 #: Fields added after digitlab 0.1.0, with the default a 0.1.0 config.json means.
-_ADDED_SINCE_0_1 = {"dataset": None, "calibrate": True, "calibration_size": 5000}
+_ADDED_SINCE_0_1 = {
+    "dataset": None,
+    "calibrate": True,
+    "calibration_size": 5000,
+    "engine": "keras",
+}
 
 
 def _is_int(value: object) -> bool:

@@ -28,6 +28,7 @@ _TRAIN_FIELDS = (
     "dataset",
     "calibrate",
     "calibration_size",
+    "engine",
 )
 
 

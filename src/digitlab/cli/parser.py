@@ -288,7 +288,7 @@ def _model_kinds() -> list:
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    from digitlab.config import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS, SPLITS, TrainConfig
+    from digitlab.config import ACTIVATIONS, ENGINES, LR_SCHEDULES, OPTIMIZERS, SPLITS, TrainConfig
 
     d = TrainConfig()
     # Options left out (None) take the model's defaults, then the tutorial's:
@@ -373,6 +373,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="official split: training images held out to validate and calibrate on "
         + _defaults_help("calibration_size"),
     )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help="what trains a Keras network: keras (default: Keras on JAX) or torch (the same "
+        "network and recipe in PyTorch, bfloat16 on CPUs with AMX; about 4x faster for cnn "
+        "there; pip install 'digitlab[torch]'). The run folder is the same",
+    )
 
 
 def _defaults_help(field: str, tutorial: str | None = None) -> str:
@@ -425,10 +432,11 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
 def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--runtime",
-        choices=("native", "onnx"),
+        choices=("native", "onnx", "torch"),
         default="native",
         help="native (default): the run's own model; onnx: its export RUN/model.onnx on "
-        "onnxruntime, without JAX or Keras (digitlab export RUN --format onnx first)",
+        "onnxruntime, without JAX or Keras (digitlab export RUN --format onnx first); torch: "
+        "its Keras network on PyTorch, bfloat16 on CPUs with AMX (pip install 'digitlab[torch]')",
     )
 
 

@@ -168,10 +168,12 @@ def _saved_name(kind: str, used: dict[str, int]) -> str:
     return base if count == 0 else f"{base}_{count}"
 
 
-def load(file: Path) -> NumpyNetwork | None:
-    """The network in the Keras archive ``file`` (already checked by
-    :func:`digitlab.inference.formats.check_archive`), or None when it has a
-    layer this module does not compute."""
+def read_layers(file: Path) -> tuple[str, tuple[int, ...], list] | None:
+    """The Sequential network in the Keras archive ``file`` (already checked by
+    :func:`digitlab.inference.formats.check_archive`) as ``(name, input_shape,
+    layers)``, each layer ``(class_name, config, weights)`` with its weights as
+    float32 arrays in Keras' order; None when the archive is not one
+    Sequential network this way readable (Keras then says what is wrong)."""
     try:
         with zipfile.ZipFile(file) as archive:
             config = json.loads(archive.read("config.json"))
@@ -183,7 +185,7 @@ def load(file: Path) -> NumpyNetwork | None:
 
         with h5py.File(weights_file, "r") as h5:
             group = h5["layers"]
-            layers, input_shape, outputs, used = [], None, None, {}
+            layers, input_shape, used = [], None, {}
             for spec in specs:
                 kind, options = spec["class_name"], spec["config"]
                 if kind == "InputLayer":
@@ -192,20 +194,37 @@ def load(file: Path) -> NumpyNetwork | None:
                 name = _saved_name(kind, used)
                 found = group[name]["vars"] if name in group else {}
                 weights = [np.asarray(found[str(i)], dtype=np.float32) for i in range(len(found))]
-                layer = _layer(kind, options, weights)
-                if kind == "Dense":
-                    outputs = int(options["units"])
-                if layer is not None:
-                    layers.append(layer)
-            if input_shape is None or outputs is None or not math.prod(input_shape):
-                return None
-            return NumpyNetwork(config["config"].get("name", "model"), input_shape, layers, outputs)
-    except _Unsupported:
-        return None
+                layers.append((kind, options, weights))
     except (KeyError, IndexError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        # Keras will say what is wrong with the archive in its own words.
         del exc
         return None
+    if input_shape is None or not math.prod(input_shape):
+        return None
+    return config["config"].get("name", "model"), input_shape, layers
+
+
+def outputs_of(layers: list) -> int | None:
+    """The width of the last Dense layer of ``read_layers``' list (None: none)."""
+    widths = [int(options["units"]) for kind, options, _ in layers if kind == "Dense"]
+    return widths[-1] if widths else None
+
+
+def load(file: Path) -> NumpyNetwork | None:
+    """The network in the Keras archive ``file`` (already checked by
+    :func:`digitlab.inference.formats.check_archive`), or None when it has a
+    layer this module does not compute."""
+    found = read_layers(file)
+    if found is None or outputs_of(found[2]) is None:
+        return None
+    name, input_shape, specs = found
+    try:
+        layers = [_layer(kind, options, weights) for kind, options, weights in specs]
+    except _Unsupported:
+        return None
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    layers = [layer for layer in layers if layer is not None]
+    return NumpyNetwork(name, input_shape, layers, outputs_of(specs))
 
 
 class NumpyClassifier(Classifier):

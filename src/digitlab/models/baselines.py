@@ -183,6 +183,11 @@ def fit_baseline(config, parts, *, class_names, image_shape, verbose=0, log=None
     Keras ``callbacks`` do not apply and are ignored.
     """
     baseline = _lookup(config.model)
+    if config.engine != "keras":
+        raise ConfigError(
+            f"engine: --engine {config.engine} trains Keras networks (mlp, cnn, cnn-fast); "
+            f"{config.model} is a scikit-learn model. Received: engine={config.engine!r}"
+        )
     estimator = baseline.build(config)
     x = np.asarray(parts.x_train, dtype=np.float32).reshape(len(parts.x_train), -1)
     labels = np.asarray(parts.labels_train, dtype=np.int64)

@@ -158,6 +158,18 @@ def fit_keras(config, parts, *, class_names, image_shape, verbose, log, callback
     from digitlab.models import _jax_fit, networks
 
     check_memory(config, image_shape, len(class_names))
+    if config.engine == "torch":
+        from digitlab.models import torch_engine
+
+        return torch_engine.fit(
+            config,
+            parts,
+            class_names=class_names,
+            image_shape=image_shape,
+            verbose=verbose,
+            log=log,
+            callbacks=callbacks,
+        )
 
     _backend.set_seed(config.seed)
     steps_per_epoch = math.ceil(len(parts.x_train) / config.batch_size)
@@ -199,12 +211,14 @@ for _kind in (
         "the tutorial's network: Dense(128, relu) -> Dense(10, softmax), any --hidden sizes",
         fit_keras,
         format="keras",
+        info_key="training",
     ),
     ModelKind(
         "cnn",
         "the strong convnet: 2x2-folded pixels, batch norm, augmentation, Adam + cosine",
         fit_keras,
         format="keras",
+        info_key="training",
         defaults={
             "optimizer": "adam",
             "learning_rate": 0.002,
@@ -220,6 +234,7 @@ for _kind in (
         "the quick convnet: one epoch to ~99% on MNIST",
         fit_keras,
         format="keras",
+        info_key="training",
         defaults={
             "optimizer": "adam",
             "learning_rate": 0.002,
