@@ -54,6 +54,21 @@ CASES = {
         "goal 1: non-digit photos",
     ),
     "bench_report.py": ([MLP_RUN, "--images", "300", "--repeats", "1"], "report figures:"),
+    "bench_engines.py": (
+        [
+            "--train-images",
+            "1500",
+            "--test-images",
+            "500",
+            "--keras-epochs",
+            "1",
+            "--torch-epochs",
+            "1",
+            "--repeats",
+            "1",
+        ],
+        "ratio: training time",
+    ),
     "bench_http.py": (
         ["--seconds", "0.5", "--clients", "1,4", "--run", MLP_RUN],
         "JSON pixels    4 clients",
@@ -61,8 +76,14 @@ CASES = {
 }
 
 
+#: Scripts that compare with PyTorch (the torch extra; CI installs it).
+NEEDS_TORCH = {"bench_engines.py"}
+
+
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_benchmark_runs(script, tmp_path):
+    if script in NEEDS_TORCH:
+        pytest.importorskip("torch", reason="digitlab[torch] is not installed")
     arguments, expected = CASES[script]
     out = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *(a.format(tmp=tmp_path) for a in arguments)],
@@ -77,9 +98,9 @@ def test_benchmark_runs(script, tmp_path):
 
 
 def test_bf16_benchmark_runs_or_says_it_needs_pytorch(tmp_path):
-    """PyTorch is not a digitlab dependency: without it the script says so in one
-    line (exit 2); with it, it compares on the stored cnn-fast run; an MLP run is
-    a usage error either way."""
+    """PyTorch is an optional extra: without it the script says so in one line
+    (exit 2); with it, it compares on the stored cnn-fast run, and a
+    scikit-learn run is a usage error."""
     script = str(BENCHMARKS / "bench_bf16.py")
 
     def bench(*arguments):
@@ -98,11 +119,11 @@ def test_bf16_benchmark_runs_or_says_it_needs_pytorch(tmp_path):
     except ImportError:
         assert out.returncode == 2
         assert out.stderr.strip() == (
-            "bench_bf16.py: needs PyTorch, which digitlab does not install: pip install torch"
+            "bench_bf16.py: needs PyTorch, which is not installed: pip install 'digitlab[torch]'"
         )
         return
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "ratio: PyTorch bfloat16 / digitlab" in out.stdout
-    mlp = bench(MLP_RUN)
-    assert mlp.returncode == 2
-    assert "expected a run of digitlab's cnn or cnn-fast" in mlp.stderr.splitlines()[-1]
+    assert "ratio: torch bfloat16 / native" in out.stdout
+    sklearn = bench(str(FIXTURES / "gnb-0.1.0"), "--images", "100", "--repeats", "1")
+    assert sklearn.returncode == 2
+    assert "--runtime torch runs Keras networks" in sklearn.stderr.splitlines()[-1]

@@ -257,3 +257,20 @@ def test_a_training_network_validates_as_the_inference_network_predicts(mnist):
         in_training = trained(images)
     np.testing.assert_allclose(logits.softmax(1).numpy(), probabilities.numpy(), atol=1e-5)
     assert not np.allclose(in_training.softmax(1).numpy(), probabilities.numpy(), atol=1e-3)
+
+
+def test_train_names_the_torch_engine_for_the_strong_model_only_where_it_is_installed():
+    from digitlab.cli.commands import strong_model_command
+
+    assert strong_model_command() == (
+        "digitlab train --model cnn --split official --engine torch --epochs 30"
+    )
+    script = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from digitlab.cli.commands import strong_model_command\n"
+        "print(strong_model_command())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "digitlab train --model cnn --split official"
