@@ -159,18 +159,9 @@ def fit_keras(config, parts, *, class_names, image_shape, verbose, log, callback
 
     check_memory(config, image_shape, len(class_names))
     if config.engine == "torch":
-        from digitlab.models import torch_engine
+        from digitlab.inference.torch_runtime import import_torch
 
-        return torch_engine.fit(
-            config,
-            parts,
-            class_names=class_names,
-            image_shape=image_shape,
-            verbose=verbose,
-            log=log,
-            callbacks=callbacks,
-        )
-
+        import_torch("engine")  # before anything is built: one line if it is missing
     _backend.set_seed(config.seed)
     steps_per_epoch = math.ceil(len(parts.x_train) / config.batch_size)
     model = networks.build_model(
@@ -178,6 +169,10 @@ def fit_keras(config, parts, *, class_names, image_shape, verbose, log, callback
     )
     if verbose:
         model.summary(print_fn=lambda line, *a, **k: print(line, file=log))
+    if config.engine == "torch":
+        from digitlab.models import torch_engine
+
+        return torch_engine.fit(model, config, parts, verbose=verbose, log=log, callbacks=callbacks)
     timer = _timer_class()
     with contextlib.redirect_stdout(log), _interrupts.deferred():
         start = time.perf_counter()

@@ -1,7 +1,7 @@
 """``--engine torch``: digitlab's Keras networks trained by PyTorch.
 
-The network is built by Keras as always (:func:`digitlab.models.networks.build_model`,
-seeded, so its initial weights are Keras'), copied into a
+The network is built by Keras as always (:func:`digitlab.models.keras_kinds.fit_keras`
+builds it, seeded, so its initial weights are Keras'), copied into a
 :class:`~digitlab.inference.torch_runtime.TorchNetwork` in training mode,
 trained there, and its weights copied back: what the run saves, calibrates,
 evaluates, exports and serves is the same Keras model as with the Keras
@@ -38,22 +38,15 @@ _KERAS_EPSILON = 1e-7
 _KERAS_DEFAULT_RATES = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001}
 
 
-def fit(config, parts, *, class_names, image_shape, verbose, log, callbacks=()):
-    """Train ``config.model``'s Keras network with PyTorch; a :class:`TrainResult`
-    holding the Keras model with the trained weights."""
-    from digitlab import _backend
+def fit(model, config, parts, *, verbose, log, callbacks=()):
+    """Train ``model`` (the Keras network :func:`digitlab.models.keras_kinds.fit_keras`
+    built and seeded for ``config``) with PyTorch; a :class:`TrainResult`
+    holding ``model`` with the trained weights."""
     from digitlab.inference import torch_runtime
-    from digitlab.models import networks
 
     torch = torch_runtime.import_torch("engine")
-    _backend.set_seed(config.seed)
     torch.manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(parts.x_train) / config.batch_size)
-    model = networks.build_model(
-        config, image_shape, len(class_names), steps_per_epoch=steps_per_epoch
-    )
-    if verbose:
-        model.summary(print_fn=lambda line, *a, **k: print(line, file=log))
     try:
         net = torch_runtime.TorchNetwork(
             torch_runtime.keras_layers(model), training=True, seed=config.seed
