@@ -137,6 +137,26 @@ def running_server(run_dir: Path, log_dir: Path, *args: str, timeout: float = 12
         yield url
 
 
+def served_answers(run_dir: Path, log_dir: Path, runtime: str, photo: bytes, pixels: dict):
+    """What ``digitlab serve RUN --runtime RUNTIME`` answers, on a real server:
+    ``/api/model``, a photo (single), pixels, pixels with ``explain=true`` and a
+    file that is not an image, each response checked for its status."""
+    with (
+        running_server(run_dir, log_dir / runtime, "--quiet", "--runtime", runtime) as url,
+        client(url) as http,
+    ):
+        model = http.get("/api/model").json()
+        by_file = http.post("/api/predict?single=true", files={"file": ("d.png", photo)})
+        by_pixels = http.post("/api/predict", json=pixels)
+        why = http.post("/api/predict?explain=true", json=pixels)
+        bad = http.post("/api/predict", files={"file": ("x.png", b"not an image")})
+    if not by_file.status_code == by_pixels.status_code == why.status_code == 200:
+        raise AssertionError(f"{runtime}: {by_file.text[:200]} {by_pixels.text[:200]}")
+    if bad.status_code != 400 or "error" not in bad.json():
+        raise AssertionError(f"{runtime}: a file that is not an image got {bad.status_code}")
+    return {"model": model, "answers": (by_file.json(), by_pixels.json()), "why": why.json()}
+
+
 @contextlib.contextmanager
 def serving(command: list[str], log_dir: Path, *, timeout: float = 120.0, name: str = "serve"):
     """Any command that prints ``... on http://HOST:PORT`` and serves digitlab's

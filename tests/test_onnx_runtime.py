@@ -15,11 +15,10 @@ import pytest
 
 from predict_helpers import (
     RESULT_FIELDS,
-    client,
     confident_digits,
     encode,
     paper_digit,
-    running_server,
+    served_answers,
     tiny_run,
 )
 
@@ -118,21 +117,11 @@ def test_serve_on_onnx_keeps_the_http_contract(exported, mnist, tmp_path):
     pixels = {"pixels": mnist.x_test[index].tolist()}
     answers = {}
     for runtime in ("onnx", "native"):
-        with (
-            running_server(run_dir, tmp_path / runtime, "--quiet", "--runtime", runtime) as url,
-            client(url) as http,
-        ):
-            model = http.get("/api/model").json()
-            assert model["class_names"] == list("0123456789")
-            assert model["backend"] == ("onnxruntime" if runtime == "onnx" else "jax.jit")
-            by_file = http.post("/api/predict?single=true", files={"file": ("d.png", photo)})
-            by_pixels = http.post("/api/predict", json=pixels)
-            bad = http.post("/api/predict", files={"file": ("x.png", b"not an image")})
-            why = http.post("/api/predict?explain=true", json=pixels)
-            assert by_file.status_code == by_pixels.status_code == why.status_code == 200
-            assert bad.status_code == 400 and "error" in bad.json()
-            assert len(why.json()["why"]) == 1
-            answers[runtime] = (by_file.json(), by_pixels.json())
+        served = served_answers(run_dir, tmp_path, runtime, photo, pixels)
+        assert served["model"]["class_names"] == list("0123456789")
+        assert served["model"]["backend"] == ("onnxruntime" if runtime == "onnx" else "jax.jit")
+        assert len(served["why"]["why"]) == 1
+        answers[runtime] = served["answers"]
     for got, want in zip(answers["onnx"], answers["native"], strict=True):
         assert set(got) == RESULT_FIELDS
         assert got["digit"] == want["digit"] == int(mnist.y_test[index])

@@ -278,36 +278,20 @@ def test_train_names_the_torch_engine_for_the_strong_model_only_where_it_is_inst
 
 @pytest.mark.slow
 def test_serve_on_torch_keeps_the_http_contract(mnist, tmp_path):
-    from predict_helpers import (
-        RESULT_FIELDS,
-        client,
-        confident_digits,
-        encode,
-        paper_digit,
-        running_server,
-    )
+    from predict_helpers import RESULT_FIELDS, confident_digits, encode, paper_digit, served_answers
 
     run_dir = FIXTURES / "cnn-fast-0.1.0"
     index = confident_digits(run_dir, mnist, 1)[0]
     photo = encode(paper_digit(mnist.x_test[index]))
     pixels = {"pixels": mnist.x_test[index].tolist()}
-    answers = {}
-    for runtime in ("torch", "native"):
-        with (
-            running_server(run_dir, tmp_path / runtime, "--quiet", "--runtime", runtime) as url,
-            client(url) as http,
-        ):
-            assert http.get("/api/model").json()["backend"] == (
-                "torch" if runtime == "torch" else "jax.jit"
-            )
-            by_file = http.post("/api/predict?single=true", files={"file": ("d.png", photo)})
-            by_pixels = http.post("/api/predict?explain=true", json=pixels)
-            bad = http.post("/api/predict", json={"pixels": "not pixels"})
-            assert by_file.status_code == by_pixels.status_code == 200
-            assert bad.status_code in (400, 422) and "error" in bad.json()
-            answers[runtime] = (by_file.json(), by_pixels.json())
-    assert len(answers["torch"][1]["why"]) == 1  # occlusion: no gradients needed
-    for got, want in zip(answers["torch"], answers["native"], strict=True):
-        assert RESULT_FIELDS <= set(got)
+    served = {
+        runtime: served_answers(run_dir, tmp_path, runtime, photo, pixels)
+        for runtime in ("torch", "native")
+    }
+    assert served["torch"]["model"]["backend"] == "torch"
+    assert served["native"]["model"]["backend"] == "jax.jit"
+    assert len(served["torch"]["why"]["why"]) == 1  # occlusion: no gradients needed
+    for got, want in zip(served["torch"]["answers"], served["native"]["answers"], strict=True):
+        assert set(got) == RESULT_FIELDS
         assert got["digit"] == want["digit"] == int(mnist.y_test[index])
         assert np.abs(np.array(got["probabilities"]) - want["probabilities"]).max() <= 0.05
