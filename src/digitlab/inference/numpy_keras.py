@@ -122,16 +122,25 @@ def _layer(kind: str, config: dict, weights: list[np.ndarray]):
     if kind == "BatchNormalization":
         if config.get("axis", -1) not in (-1, [-1]):
             raise _Unsupported(kind)
-        rest = list(weights)
-        gamma = rest.pop(0) if config.get("scale", True) else 1.0
-        beta = rest.pop(0) if config.get("center", True) else 0.0
-        if len(rest) != 2:
+        found = batch_norm_map(config, weights)
+        if found is None:
             raise _Unsupported(kind)
-        mean, variance = rest
-        factor = gamma / np.sqrt(variance + np.float32(config.get("epsilon", 1e-3)))
-        shift = beta - mean * factor
+        factor, shift = found
         return lambda x: x * factor + shift
     raise _Unsupported(kind)
+
+
+def batch_norm_map(config: dict, weights: list) -> tuple[np.ndarray, np.ndarray] | None:
+    """A BatchNormalization at inference as ``x * factor + shift`` (float32),
+    from its Keras config and weights; None if the weights do not fit the config."""
+    rest = [np.asarray(w, np.float32) for w in weights]
+    gamma = rest.pop(0) if config.get("scale", True) and rest else np.float32(1.0)
+    beta = rest.pop(0) if config.get("center", True) and rest else np.float32(0.0)
+    if len(rest) != 2:
+        return None
+    mean, variance = rest
+    factor = gamma / np.sqrt(variance + np.float32(config.get("epsilon", 1e-3)))
+    return factor.astype(np.float32), (beta - mean * factor).astype(np.float32)
 
 
 class NumpyNetwork:

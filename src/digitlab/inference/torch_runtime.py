@@ -127,7 +127,6 @@ class TorchNetwork:
         self.bfloat16 = native_bfloat16() if bfloat16 is None else bool(bfloat16)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.parameters: list = []
-        self.buffers: list = []  # BatchNorm moving statistics
         self._steps: list = []
         self._weights: list = []  # per layer: the tensors keras_weights returns
         pending = list(layers)
@@ -213,7 +212,12 @@ class TorchNetwork:
         ):
             raise UnsupportedLayer(f"{kind} {config}")
         if fold is not None:
-            factor, shift = _folded(fold[1], fold[2])
+            from digitlab.inference.numpy_keras import batch_norm_map
+
+            found = batch_norm_map(fold[1], fold[2])
+            if found is None:
+                raise UnsupportedLayer("BatchNormalization weights")
+            factor, shift = found
             kernel = kernel * factor
             bias = shift if bias is None else bias * factor + shift
         name = config.get("activation", "linear")
@@ -256,7 +260,6 @@ class TorchNetwork:
             raise UnsupportedLayer("BatchNormalization weights")
         mean, variance = (self._tensor(w, trainable=False) for w in rest)
         tensors += [mean, variance]
-        self.buffers += [mean, variance]
         # Keras: moving = moving * momentum + batch * (1 - momentum).
         momentum = 1.0 - float(config.get("momentum", 0.99))
 
@@ -344,16 +347,6 @@ def affine(images, angle, scale, shift_x, shift_y):
         channels_first, grid, mode="bilinear", padding_mode="zeros", align_corners=True
     )
     return _channels_last(out)
-
-
-def _folded(config, weights):
-    """A BatchNormalization's inference map ``x * factor + shift``."""
-    rest = [np.asarray(w, np.float32) for w in weights]
-    gamma = rest.pop(0) if config.get("scale", True) else np.float32(1.0)
-    beta = rest.pop(0) if config.get("center", True) else np.float32(0.0)
-    mean, variance = rest
-    factor = gamma / np.sqrt(variance + np.float32(config.get("epsilon", 1e-3)))
-    return factor.astype(np.float32), (beta - mean * factor).astype(np.float32)
 
 
 def keras_layers(model) -> list:

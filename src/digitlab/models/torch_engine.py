@@ -160,8 +160,13 @@ def _validate(torch, net, parts, config) -> dict[str, float]:
     return {"val_accuracy": correct / len(x), "val_loss": total / len(x)}
 
 
+def _rate(config) -> float:
+    """The config's learning rate, or its optimizer's Keras default."""
+    return config.learning_rate or _KERAS_DEFAULT_RATES.get(config.optimizer, 0.001)
+
+
 def _optimizer(torch, config, parameters):
-    rate = config.learning_rate or _KERAS_DEFAULT_RATES.get(config.optimizer, 0.001)
+    rate = _rate(config)
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=rate)
     if config.optimizer == "adam":
@@ -180,7 +185,7 @@ def _schedule(config, steps_per_epoch: int):
     """The learning rate at each step, as :func:`digitlab.models.networks.make_optimizer`
     sets it: constant, or Keras' ``CosineDecay`` with a linear warm-up from a
     tenth of the rate over the first tenth of training (at most one epoch)."""
-    rate = config.learning_rate or _KERAS_DEFAULT_RATES.get(config.optimizer, 0.001)
+    rate = _rate(config)
     if config.lr_schedule != "cosine":
         return lambda step: rate
     total = config.epochs * steps_per_epoch
