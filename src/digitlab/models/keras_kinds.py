@@ -17,7 +17,7 @@ import time
 
 from digitlab import _interrupts
 from digitlab.errors import ConfigError
-from digitlab.models.registry import ModelKind, TrainResult, register
+from digitlab.models.registry import ModelKind, TrainResult, check_converging, register
 
 #: Training batches run per compiled call on JAX (see :mod:`digitlab.models._jax_fit`);
 #: callbacks and the progress bar update at this granularity.
@@ -89,12 +89,8 @@ def _timer_class():
         def on_train_batch_end_checks(self, logs) -> None:
             _interrupts.check()
             loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                raise ConfigError(
-                    f"learning_rate: expected a rate at which training converges. The loss "
-                    f"became {float(loss)} in epoch {len(self.seconds) + 1}; try a smaller "
-                    f"learning rate"
-                )
+            if loss is not None:
+                check_converging(float(loss), len(self.seconds) + 1)
 
         def compile_seconds(self) -> float:
             total = 0.0

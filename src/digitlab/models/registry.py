@@ -18,6 +18,7 @@ This module imports nothing heavy: listing the models never loads Keras.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -47,6 +48,16 @@ class TrainResult:
     epoch_seconds: list[float] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def check_converging(loss: float, epoch: int) -> None:
+    """What a training ``fit`` raises once its loss is not finite: one
+    :class:`ConfigError` naming ``learning_rate``."""
+    if not math.isfinite(loss):
+        raise ConfigError(
+            f"learning_rate: expected a rate at which training converges. The loss "
+            f"became {loss} in epoch {epoch}; try a smaller learning rate"
+        )
 
 
 @dataclass(frozen=True)

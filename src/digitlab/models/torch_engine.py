@@ -31,7 +31,7 @@ import numpy as np
 
 from digitlab import _interrupts
 from digitlab.errors import ConfigError
-from digitlab.models.registry import TrainResult
+from digitlab.models.registry import TrainResult, check_converging
 
 #: Keras' optimizer defaults, for the same recipe in PyTorch.
 _KERAS_EPSILON = 1e-7
@@ -60,6 +60,10 @@ def fit(model, config, parts, *, verbose, log, callbacks=()):
     rate = _schedule(config, steps_per_epoch)
     x_train = torch.from_numpy(np.ascontiguousarray(parts.x_train, np.float32))
     labels = torch.from_numpy(np.asarray(parts.labels_train, np.int64))
+    validation = (
+        torch.from_numpy(np.ascontiguousarray(parts.x_eval, np.float32)),
+        torch.from_numpy(np.asarray(parts.labels_eval, np.int64)),
+    )
     order = torch.Generator().manual_seed(config.seed)
     history: dict[str, list[float]] = {"accuracy": [], "loss": []}
     epoch_seconds: list[float] = []
@@ -88,17 +92,13 @@ def fit(model, config, parts, *, verbose, log, callbacks=()):
                 optimizer.step()
                 step += 1
                 value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise ConfigError(
-                        f"learning_rate: expected a rate at which training converges. The "
-                        f"loss became {value} in epoch {epoch + 1}; try a smaller learning rate"
-                    )
+                check_converging(value, epoch + 1)
                 total_loss += value * len(rows)
                 correct += float((logits.detach().argmax(1) == labels[rows]).sum())
                 seen += len(rows)
                 _interrupts.check()
             logs = {"accuracy": correct / seen, "loss": total_loss / seen}
-            logs.update(_validate(torch, net, parts, config))
+            logs.update(_validate(torch, net, validation, config))
             epoch_seconds.append(time.perf_counter() - began)
             for key, value in logs.items():
                 history.setdefault(key, []).append(float(value))
@@ -140,11 +140,11 @@ def fit(model, config, parts, *, verbose, log, callbacks=()):
     )
 
 
-def _validate(torch, net, parts, config) -> dict[str, float]:
-    """Validation loss and accuracy (Keras' ``val_loss``, ``val_accuracy``)."""
+def _validate(torch, net, validation, config) -> dict[str, float]:
+    """Validation loss and accuracy (Keras' ``val_loss``, ``val_accuracy``) on
+    ``validation``: the images and their labels, as tensors."""
     net.training = False
-    x = torch.from_numpy(np.ascontiguousarray(parts.x_eval, np.float32))
-    labels = torch.from_numpy(np.asarray(parts.labels_eval, np.int64))
+    x, labels = validation
     total = correct = 0.0
     with torch.inference_mode():
         for first in range(0, len(x), 1000):
