@@ -226,11 +226,16 @@ def load_run(path, *, quick: bool = False, runtime: str = "native") -> Run:
     )
 
 
+def _model_format(path: Path, info: RunInfo):
+    """The format ``run.json`` records, or (runs of 0.1.0) the one its model file has."""
+    return get_format(info.model_format) if info.model_format else detect_format(path)
+
+
 def load_classifier(
     path: Path, *, config: TrainConfig, info: RunInfo, quick: bool = False
 ) -> Classifier:
     """The run's model, loaded with its format and checked against ``info``."""
-    model_format = get_format(info.model_format) if info.model_format else detect_format(path)
+    model_format = _model_format(path, info)
     if model_format is None or not (path / model_format.file_name).is_file():
         expected = model_format.file_name if model_format else "model.keras or model.skops"
         raise RunError(
@@ -254,7 +259,7 @@ def _load_torch(path: Path, info: RunInfo) -> Classifier:
     """The run's Keras network on PyTorch, with the run's temperature."""
     from digitlab.inference import formats, torch_runtime
 
-    model_format = get_format(info.model_format) if info.model_format else detect_format(path)
+    model_format = _model_format(path, info)
     if model_format is None or model_format.name != "keras":
         raise RunError(
             f"{path}: --runtime torch runs Keras networks; this run's model is "
@@ -275,7 +280,7 @@ def _load_exported(path: Path, info: RunInfo) -> Classifier:
 
     from digitlab.inference.onnx_runtime import load_exported
 
-    model_format = get_format(info.model_format) if info.model_format else detect_format(path)
+    model_format = _model_format(path, info)
     digest = hashlib.sha256()
     with open(path / model_format.file_name, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
