@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from digitlab import cli
-from digitlab.config import TrainConfig
+from digitlab.config import ACTIVATIONS, TrainConfig
 from digitlab.errors import ConfigError
 from digitlab.runs import load_run
 from digitlab.training import train
@@ -48,6 +48,16 @@ def test_torch_runtime_in_float32_gives_the_native_answers(name, mnist):
     run.classifier.model.bfloat16 = False
     images = mnist.x_test[:500].astype(np.float32) / 255
     np.testing.assert_allclose(run.predict_proba(images), native.predict_proba(images), atol=2e-5)
+
+
+@pytest.mark.parametrize("name", [*ACTIVATIONS, "softmax"])
+def test_torch_activations_are_the_keras_activations(name):
+    import keras
+
+    x = np.linspace(-6, 6, 121, dtype=np.float32).reshape(11, 11)
+    expected = np.asarray(keras.activations.get(name)(x))
+    got = torch_runtime._activation(name)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
 def test_torch_runtime_in_bfloat16_changes_almost_no_answer(mnist):

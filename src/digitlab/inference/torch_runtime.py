@@ -89,7 +89,7 @@ def _activation(name):
         "tanh": lambda x: x.tanh(),
         "elu": F.elu,
         "selu": F.selu,
-        "gelu": lambda x: F.gelu(x, approximate="tanh"),
+        "gelu": F.gelu,  # exact, as Keras' "gelu" (approximate=False)
         "swish": F.silu,
         "silu": F.silu,
         "softmax": lambda x: x.softmax(-1),
