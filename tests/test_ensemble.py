@@ -122,3 +122,17 @@ def test_the_ensemble_exports_to_onnx_with_digitlabs_answers(averaged, mnist, tm
     assert float(np.abs(got - want).max()) <= 1e-5
     assert np.array_equal(got.argmax(axis=1), want.argmax(axis=1))
     assert (tmp_path / "detector.onnx").is_file()
+
+
+def test_runs_of_0_1_0_are_members_like_any_other():
+    """Their run.json records no model_format; the model file says Keras."""
+    from pathlib import Path
+
+    from digitlab.ensemble import _check_members
+
+    fixtures = Path(__file__).parent / "fixtures"
+    old = [load_run(fixtures / "cnn-fast-0.1.0"), load_run(fixtures / "mlp-0.1.0")]
+    assert old[0].info.model_format is None and old[0].model_format.name == "keras"
+    _check_members(old)
+    with pytest.raises(ConfigError, match=r"gnb-0\.1\.0 is a 'skops' run"):
+        _check_members([*old, load_run(fixtures / "gnb-0.1.0")])

@@ -36,10 +36,11 @@ def _check_members(members: list) -> None:
         raise ConfigError(f"runs: expected at least 2 runs to average. Received: {len(members)}")
     first = members[0]
     for member in members:
-        if member.info.model_format != "keras":
+        found = member.model_format
+        if found is None or found.name != "keras":
             raise ConfigError(
                 f"runs: expected Keras runs to average into one network. {member.path} is "
-                f"a {member.info.model_format!r} run"
+                f"a {found.name if found else 'model-less'!r} run"
             )
         names, expected = member.classifier.class_names, first.classifier.class_names
         if tuple(names) != tuple(expected):

@@ -48,11 +48,7 @@ def sha256_file(path: Path) -> str:
 
 def source_model_file(run) -> Path:
     """The run's own model file (``model.keras``, ``model.skops``)."""
-    from digitlab.inference.formats import detect_format, get_format
-
-    model_format = (
-        get_format(run.info.model_format) if run.info.model_format else detect_format(run.path)
-    )
+    model_format = run.model_format
     if model_format is None:
         raise RunError(f"{run.path}: expected a model file in the run folder. Found none")
     return Path(run.path) / model_format.file_name

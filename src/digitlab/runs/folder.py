@@ -73,6 +73,12 @@ class Run:
         return self.info.data.image_shape
 
     @property
+    def model_format(self):
+        """The format of the run's model file (``run.json``'s ``model_format``,
+        or for runs of 0.1.0 the file it holds); None when it holds none."""
+        return _model_format(self.path, self.info)
+
+    @property
     def is_digits(self) -> bool:
         """Whether the classes are the ten digits (so a number can be read)."""
         return self.class_names == tuple(str(d) for d in range(10))
