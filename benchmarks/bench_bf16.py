@@ -43,7 +43,11 @@ def matmul_rates(torch, size: int = 4096, repeats: int = 3) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a run folder of a Keras model (mlp, cnn, cnn-fast)")
+    parser.add_argument(
+        "run",
+        type=Path,
+        help="a run folder of a Keras model (mlp, cnn, cnn-fast) or an ensemble of them",
+    )
     parser.add_argument("--images", type=int, default=10_000, help="test images (default 10000)")
     parser.add_argument("--repeats", type=int, default=5, help="best of N (default 5)")
     args = parser.parse_args(argv)

@@ -72,6 +72,32 @@ def test_torch_runtime_in_bfloat16_changes_almost_no_answer(mnist):
     assert np.abs(fast - exact).max() < 0.1
 
 
+@pytest.fixture(scope="module")
+def fixture_ensemble(mnist, tmp_path_factory):
+    """An ensemble of two unlike members: the 0.1.0 cnn-fast and mlp runs."""
+    from digitlab.ensemble import ensemble
+
+    members = [FIXTURES / "cnn-fast-0.1.0", FIXTURES / "mlp-0.1.0"]
+    folder = tmp_path_factory.mktemp("torch-ensemble") / "run"
+    return ensemble(members, dataset=mnist, run_dir=folder, plots_enabled=False).path
+
+
+def test_torch_runtime_runs_an_ensemble_as_keras_does(fixture_ensemble, mnist):
+    native = load_run(fixture_ensemble)
+    run = load_run(fixture_ensemble, runtime="torch")
+    network = run.classifier.model
+    assert isinstance(network, torch_runtime.TorchEnsemble)
+    assert len(network.networks) == 2 and run.classifier.description["network"] == "ensemble"
+    assert run.classifier.temperature == native.classifier.temperature != 1.0
+    network.bfloat16 = False
+    images = mnist.x_test[:500].astype(np.float32) / 255
+    np.testing.assert_allclose(run.predict_proba(images), native.predict_proba(images), atol=2e-5)
+    network.bfloat16 = True
+    assert all(member.bfloat16 for member in network.networks)
+    fast = run.predict_proba(images)
+    assert np.mean(fast.argmax(1) == native.predict_proba(images).argmax(1)) >= 0.99
+
+
 def test_torch_runtime_refuses_what_it_cannot_run():
     with pytest.raises(Exception, match="--runtime torch runs Keras networks"):
         load_run(FIXTURES / "gnb-0.1.0", runtime="torch")

@@ -183,33 +183,104 @@ def read_layers(file: Path) -> tuple[str, tuple[int, ...], list] | None:
     layers)``, each layer ``(class_name, config, weights)`` with its weights as
     float32 arrays in Keras' order; None when the archive is not one
     Sequential network this way readable (Keras then says what is wrong)."""
+    found = _read_archive(file)
+    if found is None or found[0].get("class_name") != "Sequential":
+        return None
+    config, h5 = found
+    with h5:
+        read = _sequential(config, h5["layers"])
+    if read is None:
+        return None
+    return (config["config"].get("name", "model"), *read)
+
+
+def read_ensemble(file: Path) -> tuple[str, tuple[int, ...], list] | None:
+    """The ensemble in the Keras archive ``file``, as
+    :func:`digitlab.ensemble.build_network` builds it (each member's Sequential
+    network, its ``Temper``, then ``Average``), as ``(name, input_shape,
+    members)``, each member ``(layers, temperature)`` with ``layers`` as
+    :func:`read_layers` gives them; None when it is not that network."""
+    found = _read_archive(file)
+    if found is None or found[0].get("class_name") != "Functional":
+        return None
+    config, h5 = found
+    with h5:
+        try:
+            members = _members(config["config"]["layers"], h5["layers"])
+        except (KeyError, IndexError, TypeError, ValueError, OSError):
+            return None
+    return None if members is None else (config["config"].get("name", "ensemble"), *members)
+
+
+def _members(specs: list, group) -> tuple[tuple[int, ...], list] | None:
+    """:func:`read_ensemble`'s input shape and members from the saved layers."""
+    networks = [s for s in specs if s["class_name"] == "Sequential"]
+    tempers = {_source_of(s): s for s in specs if s["class_name"] == "Temper"}
+    count = len(networks)
+    if not count or len(tempers) != count or len(specs) != 2 * count + 2:
+        return None
+    if [specs[0]["class_name"], specs[-1]["class_name"]] != ["InputLayer", "Average"]:
+        return None
+    averaged = {_source(arg) for arg in specs[-1]["inbound_nodes"][0]["args"][0]}
+    if averaged != {t["config"]["name"] for t in tempers.values()}:
+        return None
+    members, used = [], {}
+    for spec in specs:
+        saved = _saved_name(spec["class_name"], used)
+        if spec["class_name"] != "Sequential":
+            continue
+        temper = tempers.get(spec["config"]["name"])
+        read = _sequential(spec, group[saved]["layers"])
+        if temper is None or read is None:
+            return None
+        members.append((read[1], float(temper["config"]["temperature"])))
+    input_shape = tuple(int(s) for s in specs[0]["config"]["batch_shape"][1:])
+    return (input_shape, members) if math.prod(input_shape) else None
+
+
+def _source(tensor: dict) -> str:
+    """The layer a saved Keras tensor comes from."""
+    return tensor["config"]["keras_history"][0]
+
+
+def _source_of(spec: dict) -> str:
+    """The layer a one-input layer's saved call reads from."""
+    return _source(spec["inbound_nodes"][0]["args"][0])
+
+
+def _read_archive(file: Path):
+    """The archive's ``config.json`` and its open ``model.weights.h5``, or None."""
     try:
         with zipfile.ZipFile(file) as archive:
             config = json.loads(archive.read("config.json"))
-            if config.get("class_name") != "Sequential":
-                return None
-            specs = config["config"]["layers"]
             weights_file = io.BytesIO(archive.read("model.weights.h5"))
         import h5py
 
-        with h5py.File(weights_file, "r") as h5:
-            group = h5["layers"]
-            layers, input_shape, used = [], None, {}
-            for spec in specs:
-                kind, options = spec["class_name"], spec["config"]
-                if kind == "InputLayer":
-                    input_shape = tuple(int(s) for s in options["batch_shape"][1:])
-                    continue
-                name = _saved_name(kind, used)
-                found = group[name]["vars"] if name in group else {}
-                weights = [np.asarray(found[str(i)], dtype=np.float32) for i in range(len(found))]
-                layers.append((kind, options, weights))
-    except (KeyError, IndexError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        return config, h5py.File(weights_file, "r")
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        return None
+
+
+def _sequential(config: dict, group) -> tuple[tuple[int, ...], list] | None:
+    """A saved Sequential network (its config and its h5 ``layers`` group) as
+    ``(input_shape, layers)``, or None."""
+    try:
+        layers, input_shape, used = [], None, {}
+        for spec in config["config"]["layers"]:
+            kind, options = spec["class_name"], spec["config"]
+            if kind == "InputLayer":
+                input_shape = tuple(int(s) for s in options["batch_shape"][1:])
+                continue
+            name = _saved_name(kind, used)
+            found = group[name]["vars"] if name in group else {}
+            weights = [np.asarray(found[str(i)], dtype=np.float32) for i in range(len(found))]
+            layers.append((kind, options, weights))
+    except (KeyError, IndexError, TypeError, ValueError, OSError) as exc:
         del exc
         return None
     if input_shape is None or not math.prod(input_shape):
         return None
-    return config["config"].get("name", "model"), input_shape, layers
+    return input_shape, layers
 
 
 def outputs_of(layers: list) -> int | None:

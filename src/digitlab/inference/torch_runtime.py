@@ -18,6 +18,9 @@ config, weights)`` per layer, in one of two modes:
   augmentation drawn from a seeded generator; :meth:`TorchNetwork.keras_weights`
   gives the weights back, per layer, for ``layer.set_weights``.
 
+An ensemble run (:mod:`digitlab.ensemble`) is a :class:`TorchEnsemble`: each
+member a :class:`TorchNetwork`, then the members' tempered mean.
+
 Tensors keep Keras' channels-last layout; convolutions see a channels-first
 *view* of it, which PyTorch runs as a channels-last convolution, so no layer
 copies its input to change layout.  bfloat16 (autocast) is used where the CPU
@@ -376,24 +379,67 @@ class TorchClassifier(Classifier):
             return self.model(x).numpy().astype(np.float32, copy=False)
 
 
+class TorchEnsemble:
+    """An ensemble run's network (:func:`digitlab.ensemble.build_network`) on
+    PyTorch: each member a :class:`TorchNetwork` for inference, its answer
+    recalibrated by its temperature as the ``Temper`` layer does, then the
+    mean.  ``members``: ``(layers, temperature)`` per member, as
+    :func:`~digitlab.inference.numpy_keras.read_ensemble` reads them."""
+
+    def __init__(self, members, *, input_shape, bfloat16=None):
+        self.networks = [
+            TorchNetwork(layers, input_shape=input_shape, bfloat16=bfloat16)
+            for layers, _ in members
+        ]
+        self.temperatures = [float(temperature) for _, temperature in members]
+        self.torch = self.networks[0].torch
+        self.input_shape = self.networks[0].input_shape
+        self.output_shape = self.networks[0].output_shape
+        if any(n.output_shape != self.output_shape for n in self.networks):
+            raise UnsupportedLayer("members with different numbers of outputs")
+
+    @property
+    def bfloat16(self) -> bool:
+        return self.networks[0].bfloat16
+
+    @bfloat16.setter
+    def bfloat16(self, value) -> None:
+        for network in self.networks:
+            network.bfloat16 = bool(value)
+
+    def __call__(self, x):
+        torch = self.torch
+        if not isinstance(x, torch.Tensor):
+            x = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        total = 0
+        for network, temperature in zip(self.networks, self.temperatures, strict=True):
+            logits = network(x).clamp(1e-12, 1.0).log() / temperature
+            total = total + logits.softmax(-1)
+        return total / len(self.networks)
+
+
 def load(file: Path, *, class_names, image_shape) -> TorchClassifier:
     """The Keras archive ``file`` (a run's ``model.keras``) as a :class:`TorchClassifier`.
 
     Raises :class:`ConfigError` naming ``runtime`` when PyTorch is missing or
-    the network has a layer this module does not compute (an ensemble, a
-    network digitlab did not build)."""
+    the network is neither one Sequential network of :data:`LAYERS` nor an
+    ensemble of them (:func:`digitlab.ensemble.build_network`)."""
     from digitlab.inference import numpy_keras
 
     import_torch()
-    found = numpy_keras.read_layers(Path(file))
-    if found is None:
+    single = numpy_keras.read_layers(Path(file))
+    ensemble = None if single else numpy_keras.read_ensemble(Path(file))
+    if single is None and ensemble is None:
         raise ConfigError(
-            f"runtime: --runtime torch expected one Sequential network of digitlab's "
-            f"layers in {file}. Use --runtime native"
+            f"runtime: --runtime torch expected a network of digitlab's layers (or an "
+            f"ensemble of them) in {file}. Use --runtime native"
         )
-    name, input_shape, layers = found
+    name, input_shape, layers = single or ensemble
     try:
-        network = TorchNetwork(layers, input_shape=input_shape)
+        if single:
+            network = TorchNetwork(layers, input_shape=input_shape)
+        else:
+            network = TorchEnsemble(layers, input_shape=input_shape)
     except UnsupportedLayer as exc:
         raise ConfigError(
             f"runtime: --runtime torch does not compute {exc} (in {file}). Use --runtime native"
