@@ -394,9 +394,7 @@ class TorchEnsemble:
         self.temperatures = [float(temperature) for _, temperature in members]
         self.torch = self.networks[0].torch
         self.input_shape = self.networks[0].input_shape
-        self.output_shape = self.networks[0].output_shape
-        if any(n.output_shape != self.output_shape for n in self.networks):
-            raise UnsupportedLayer("members with different numbers of outputs")
+        self.output_shape = self.networks[0].output_shape  # the members' (checked when made)
 
     @property
     def bfloat16(self) -> bool:
@@ -408,9 +406,6 @@ class TorchEnsemble:
             network.bfloat16 = bool(value)
 
     def __call__(self, x):
-        torch = self.torch
-        if not isinstance(x, torch.Tensor):
-            x = torch.from_numpy(np.ascontiguousarray(x, np.float32))
         total = 0
         for network, temperature in zip(self.networks, self.temperatures, strict=True):
             logits = network(x).clamp(1e-12, 1.0).log() / temperature
