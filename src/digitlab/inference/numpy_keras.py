@@ -183,37 +183,39 @@ def read_layers(file: Path) -> tuple[str, tuple[int, ...], list] | None:
     layers)``, each layer ``(class_name, config, weights)`` with its weights as
     float32 arrays in Keras' order; None when the archive is not one
     Sequential network this way readable (Keras then says what is wrong)."""
-    found = _read_archive(file)
-    if found is None or found[0].get("class_name") != "Sequential":
-        return None
-    config, h5 = found
-    with h5:
-        read = _sequential(config, h5["layers"])
-    if read is None:
-        return None
-    return (config["config"].get("name", "model"), *read)
+    found = read_network(file)
+    return found[:3] if found is not None and not found[3] else None
 
 
-def read_ensemble(file: Path) -> tuple[str, tuple[int, ...], list] | None:
-    """The ensemble in the Keras archive ``file``, as
+def read_network(file: Path) -> tuple[str, tuple[int, ...], list, bool] | None:
+    """The network in the Keras archive ``file`` as ``(name, input_shape, parts,
+    ensemble)``: one Sequential network (``ensemble`` False, ``parts`` its
+    layers as :func:`read_layers` gives them) or an ensemble as
     :func:`digitlab.ensemble.build_network` builds it (each member's Sequential
-    network, its ``Temper``, then ``Average``), as ``(name, input_shape,
-    members)``, each member ``(layers, temperature)`` with ``layers`` as
-    :func:`read_layers` gives them; None when it is not that network."""
+    network, its ``Temper``, then ``Average``; ``ensemble`` True, ``parts``
+    ``(layers, temperature)`` per member); None when it is neither."""
     found = _read_archive(file)
-    if found is None or found[0].get("class_name") != "Functional":
+    if found is None:
         return None
     config, h5 = found
+    kind = config.get("class_name")
     with h5:
         try:
-            members = _members(config["config"]["layers"], h5["layers"])
+            if kind == "Sequential":
+                read = _sequential(config, h5["layers"])
+            elif kind == "Functional":
+                read = _members(config["config"]["layers"], h5["layers"])
+            else:
+                read = None
         except (KeyError, IndexError, TypeError, ValueError, OSError):
             return None
-    return None if members is None else (config["config"].get("name", "ensemble"), *members)
+    if read is None:
+        return None
+    return (config["config"].get("name", "model"), *read, kind == "Functional")
 
 
 def _members(specs: list, group) -> tuple[tuple[int, ...], list] | None:
-    """:func:`read_ensemble`'s input shape and members from the saved layers."""
+    """An ensemble's input shape and members (:func:`read_network`) from its saved layers."""
     networks = [s for s in specs if s["class_name"] == "Sequential"]
     tempers = {_source_of(s): s for s in specs if s["class_name"] == "Temper"}
     count = len(networks)
@@ -275,8 +277,7 @@ def _sequential(config: dict, group) -> tuple[tuple[int, ...], list] | None:
             found = group[name]["vars"] if name in group else {}
             weights = [np.asarray(found[str(i)], dtype=np.float32) for i in range(len(found))]
             layers.append((kind, options, weights))
-    except (KeyError, IndexError, TypeError, ValueError, OSError) as exc:
-        del exc
+    except (KeyError, IndexError, TypeError, ValueError, OSError):
         return None
     if input_shape is None or not math.prod(input_shape):
         return None

@@ -384,7 +384,7 @@ class TorchEnsemble:
     PyTorch: each member a :class:`TorchNetwork` for inference, its answer
     recalibrated by its temperature as the ``Temper`` layer does, then the
     mean.  ``members``: ``(layers, temperature)`` per member, as
-    :func:`~digitlab.inference.numpy_keras.read_ensemble` reads them."""
+    :func:`~digitlab.inference.numpy_keras.read_network` reads them."""
 
     def __init__(self, members, *, input_shape, bfloat16=None):
         self.networks = [
@@ -422,19 +422,15 @@ def load(file: Path, *, class_names, image_shape) -> TorchClassifier:
     from digitlab.inference import numpy_keras
 
     import_torch()
-    single = numpy_keras.read_layers(Path(file))
-    ensemble = None if single else numpy_keras.read_ensemble(Path(file))
-    if single is None and ensemble is None:
+    found = numpy_keras.read_network(Path(file))
+    if found is None:
         raise ConfigError(
             f"runtime: --runtime torch expected a network of digitlab's layers (or an "
             f"ensemble of them) in {file}. Use --runtime native"
         )
-    name, input_shape, layers = single or ensemble
+    name, input_shape, parts, ensemble = found
     try:
-        if single:
-            network = TorchNetwork(layers, input_shape=input_shape)
-        else:
-            network = TorchEnsemble(layers, input_shape=input_shape)
+        network = (TorchEnsemble if ensemble else TorchNetwork)(parts, input_shape=input_shape)
     except UnsupportedLayer as exc:
         raise ConfigError(
             f"runtime: --runtime torch does not compute {exc} (in {file}). Use --runtime native"
