@@ -70,6 +70,56 @@ def test_augmentation_layer_moves_pixels_only_in_training():
     assert 0.0 <= moved.min() and moved.max() <= 1.0 + 1e-6
 
 
+def _column_centres(images):
+    """Per image and row, the mean column of its ink: (n, rows with ink)."""
+    ink = images[..., 0]
+    rows = ink.sum(axis=2) > 0.5
+    centres = (ink * np.arange(ink.shape[2])).sum(axis=2) / np.maximum(ink.sum(axis=2), 1e-9)
+    return [c[r] for c, r in zip(centres, rows, strict=True)]
+
+
+def test_elastic_augmentation_bends_what_an_affine_map_keeps_straight():
+    images = np.zeros((32, 28, 28, 1), dtype=np.float32)
+    images[:, 3:25, 13:15, :] = 1.0  # a long vertical stroke
+    # Without rotation, zoom or shift, and without elastic, nothing moves.
+    still = Augmentation(rotation=0, zoom=0, shift=0, seed=3)
+    np.testing.assert_allclose(np.asarray(still(images, training=True)), images, atol=1e-6)
+    # An affine map keeps the stroke straight; a displacement field bends it.
+    for layer, bent in ((Augmentation(seed=3), False), (Augmentation(elastic=1.5, seed=3), True)):
+        curvature = []
+        for centres in _column_centres(np.asarray(layer(images, training=True))):
+            rows = np.arange(len(centres))
+            line = np.polyval(np.polyfit(rows, centres, 1), rows)
+            curvature.append(np.abs(centres - line).max())
+        assert bool(np.median(curvature) > 0.3) is bent, np.median(curvature)
+    elastic = Augmentation(elastic=1.5, seed=3)
+    np.testing.assert_array_equal(np.asarray(elastic(images, training=False)), images)
+    assert elastic.get_config()["elastic"] == 1.5
+    assert Augmentation.from_config(elastic.get_config()).elastic == 1.5
+
+
+def test_elastic_is_a_train_flag_and_a_checked_config_field():
+    args = ["train", "--model", "cnn", "--elastic", "1.5", "--epochs", "3"]
+    config = commands._train_config(cli.build_parser().parse_args(args))
+    assert (config.elastic, config.augment) == (1.5, True)
+    (layer,) = [
+        layer
+        for layer in build_model(config, (28, 28), 10, steps_per_epoch=10).layers
+        if isinstance(layer, Augmentation)
+    ]
+    assert layer.elastic == 1.5
+    assert "elastic" not in TrainConfig.for_model("cnn").to_dict()  # 0.1.0's keys kept
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    for fields, message in (
+        ({"elastic": -1.0}, r"elastic: expected a number of pixels in \[0, 10\]"),
+        ({"elastic": True}, "elastic: expected a number of pixels"),
+        ({"elastic": 11.0}, "elastic: expected a number of pixels"),
+        ({"elastic": 1.0, "augment": False}, "elastic: .* needs augment=True"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig.for_model("cnn", **fields)
+
+
 @pytest.mark.skipif(keras().backend.backend() != "jax", reason="the JAX backend's fix")
 def test_cnn_with_augmentation_trains_compiled_on_jax():
     # Keras' own augmentation layers would switch the whole training step to

@@ -151,6 +151,35 @@ def test_affine_resamples_as_the_keras_augmentation_layer_does():
     expected = np.asarray(_bilinear(ops.convert_to_tensor(images), source_x, source_y))
     np.testing.assert_allclose(got, expected, atol=1e-5)
     np.testing.assert_allclose(got[0], images[0], atol=1e-5)  # the identity map
+    # An elastic displacement field (pixels) moves each source position as in Keras.
+    field = rng.normal(size=(4, 28, 28, 2)).astype(np.float32)
+    got = torch_runtime.affine(
+        torch.from_numpy(images),
+        *(torch.from_numpy(v) for v in (angle, scale, shift_x, shift_y)),
+        torch.from_numpy(field),
+    ).numpy()
+    expected = np.asarray(
+        _bilinear(ops.convert_to_tensor(images), source_x + field[..., 0], source_y + field[..., 1])
+    )
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_torch_augmentation_draws_an_elastic_field_only_when_asked():
+    images = np.zeros((8, 28, 28, 1), np.float32)
+    images[:, 3:25, 13:15, :] = 1.0
+    still = {"rotation": 0.0, "zoom": 0.0, "shift": 0.0}
+
+    def augmented(elastic, training=True):
+        layers = [("Augmentation", {**still, "elastic": elastic}, []), ("Flatten", {}, [])]
+        net = torch_runtime.TorchNetwork(layers, training=training, seed=5, bfloat16=False)
+        return net(images).detach().numpy().reshape(images.shape)
+
+    np.testing.assert_allclose(augmented(0.0), images, atol=1e-6)
+    bent = augmented(1.5)
+    assert np.abs(bent - images).sum(axis=(1, 2, 3)).min() > 1.0  # every image bent
+    assert 0.0 <= bent.min() and bent.max() <= 1.0 + 1e-6
+    assert bent[:, :, :5].max() == 0 and bent[:, :, 23:].max() == 0  # bent, not scattered
+    np.testing.assert_array_equal(augmented(1.5, training=False), images)
 
 
 def test_torch_schedule_is_the_keras_schedule():

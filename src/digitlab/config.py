@@ -27,6 +27,10 @@ ENGINES = ("keras", "torch")
 MAX_SEED = 2**32
 #: Training computes in float32: a larger rate would become infinity.
 MAX_LEARNING_RATE = 3.4e38
+#: Pixels between the points at which an elastic displacement is drawn (``elastic``).
+ELASTIC_SPACING = 6
+#: The most an elastic displacement may be (pixels, standard deviation).
+MAX_ELASTIC = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class TrainConfig:
     lr_schedule: str = "constant"
     label_smoothing: float = 0.0
     augment: bool = False
+    #: With ``augment``, also bend each training image by a smooth random
+    #: displacement field of this standard deviation (pixels; 0: off).
+    elastic: float = 0.0
     early_stopping: int = 0
     restore_best: bool = False
     #: A known dataset's name (``mnist``, ``fashion-mnist``); None: MNIST, or
@@ -124,6 +131,21 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name}: expected true or false. Received: {name}={value!r}")
+        elastic = self.elastic
+        if (
+            not isinstance(elastic, numbers.Real)
+            or isinstance(elastic, bool)
+            or not 0.0 <= elastic <= MAX_ELASTIC
+        ):
+            raise ConfigError(
+                f"elastic: expected a number of pixels in [0, {MAX_ELASTIC:g}]. "
+                f"Received: elastic={elastic!r}"
+            )
+        if elastic and not self.augment:
+            raise ConfigError(
+                f"elastic: bends the augmented images, so it needs augment=True. "
+                f"Received: elastic={elastic!r}, augment=False"
+            )
         if not _is_int(self.early_stopping) or self.early_stopping < 0:
             raise ConfigError(
                 "early_stopping: expected a non-negative integer (epochs of patience, "
@@ -179,7 +201,13 @@ _ADDED_SINCE_0_1 = {
     "calibrate": True,
     "calibration_size": 5000,
     "engine": "keras",
+    "elastic": 0.0,
 }
+
+
+def elastic_grid(height: int, width: int) -> tuple[int, int]:
+    """Rows and columns of the coarse grid an elastic displacement is drawn on."""
+    return math.ceil(height / ELASTIC_SPACING), math.ceil(width / ELASTIC_SPACING)
 
 
 def _is_int(value: object) -> bool:

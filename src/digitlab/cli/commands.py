@@ -20,6 +20,7 @@ _TRAIN_FIELDS = (
     "batch_size",
     "label_smoothing",
     "augment",
+    "elastic",
     "early_stopping",
     "restore_best",
     "split",

@@ -342,6 +342,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         + _defaults_help("augment"),
     )
     p.add_argument(
+        "--elastic",
+        type=float,
+        metavar="PIXELS",
+        help="bend the augmented images by a random field of PIXELS " + _defaults_help("elastic"),
+    )
+    p.add_argument(
         "--early-stopping",
         type=_non_negative_int,
         metavar="EPOCHS",
@@ -376,9 +382,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine",
         choices=ENGINES,
-        help="what trains a Keras network: keras (default: Keras on JAX) or torch (the same "
-        "network and recipe in PyTorch, bfloat16 on CPUs with AMX; about 4x faster for cnn "
-        "there; pip install 'digitlab[torch]'). The run folder is the same",
+        help="keras (default: Keras on JAX) or torch: the same network, recipe and run folder, "
+        "trained by PyTorch (about 4x faster for cnn with AMX; pip install 'digitlab[torch]')",
     )
 
 

@@ -37,21 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
+from digitlab.config import elastic_grid
 from digitlab.errors import ConfigError
 from digitlab.inference.classifier import Classifier
 
 #: What this module computes: the layers digitlab's mlp, cnn and cnn-fast use.
-LAYERS = (
-    "Reshape",
-    "Permute",
-    "Augmentation",
-    "Conv2D",
-    "BatchNormalization",
-    "Activation",
-    "MaxPool2x2",
-    "Flatten",
-    "Dense",
-    "Dropout",
+LAYERS = tuple(
+    "Reshape Permute Augmentation Conv2D BatchNormalization Activation MaxPool2x2 Flatten "
+    "Dense Dropout".split()
 )
 
 
@@ -284,10 +277,14 @@ class TorchNetwork:
 
     def _augmentation(self, config):
         """Digitlab's Augmentation layer (:class:`digitlab.layers.Augmentation`):
-        one random rotation, zoom and shift per image (:func:`affine`)."""
+        one random rotation, zoom and shift per image, and its elastic
+        displacement field if it has one (:func:`affine`)."""
+        import torch.nn.functional as F
+
         torch = self.torch
         rotation = float(config.get("rotation", 10.0)) * math.pi / 180
         zoom, shift = float(config.get("zoom", 0.1)), float(config.get("shift", 0.1))
+        elastic = float(config.get("elastic", 0.0))
 
         def augment(x):
             if not self.training:
@@ -298,7 +295,12 @@ class TorchNetwork:
                 return (torch.rand(n, generator=self.generator) * 2 - 1) * limit
 
             angle, scale = uniform(rotation), 1.0 + uniform(zoom)
-            return affine(x, angle, scale, uniform(shift * width), uniform(shift * height))
+            field = None
+            if elastic:  # bilinear with half-pixel centres, as keras.ops.image.resize
+                coarse = torch.randn(n, 2, *elastic_grid(height, width), generator=self.generator)
+                field = F.interpolate(coarse * elastic, size=(height, width), mode="bilinear")
+                field = field.permute(0, 2, 3, 1)
+            return affine(x, angle, scale, uniform(shift * width), uniform(shift * height), field)
 
         return augment
 
@@ -324,11 +326,12 @@ class TorchNetwork:
         return [[t.detach().numpy().copy() for t in tensors] for tensors in self._weights]
 
 
-def affine(images, angle, scale, shift_x, shift_y):
+def affine(images, angle, scale, shift_x, shift_y, field=None):
     """Channels-last ``images`` (n, h, w, c) resampled as the Augmentation layer
     does: output pixel p reads the input at ``scale * R(angle) (p - centre) +
-    centre + shift`` (in pixels), bilinearly, black outside; one ``angle``,
-    ``scale`` and shift per image (tensors of n)."""
+    centre + shift`` (in pixels), plus ``field[p]`` (n, h, w, 2: x and y, in
+    pixels) if given, bilinearly, black outside; one ``angle``, ``scale`` and
+    shift per image (tensors of n)."""
     import torch
     import torch.nn.functional as F
 
@@ -346,6 +349,8 @@ def affine(images, angle, scale, shift_x, shift_y):
     ).to(images.dtype)
     channels_first = _channels_first(images)
     grid = F.affine_grid(theta, list(channels_first.shape), align_corners=True)
+    if field is not None:
+        grid = grid + (field / torch.tensor([cx, cy])).to(grid.dtype)
     out = F.grid_sample(
         channels_first, grid, mode="bilinear", padding_mode="zeros", align_corners=True
     )

@@ -101,7 +101,7 @@ def _convnet(config, input_shape, num_classes, *, stages, space_to_depth=False, 
     height, width, channels = (*input_shape, 1) if len(input_shape) == 2 else input_shape
     layers = [k.Input(shape=input_shape), k.layers.Reshape((height, width, channels))]
     if config.augment:
-        layers.append(Augmentation())
+        layers.append(Augmentation(elastic=config.elastic))
     if space_to_depth:
         if height % 2 or width % 2:
             raise ConfigError(
