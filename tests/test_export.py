@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import digitlab
+from digitlab.export.bundle import shipped_detector
 from digitlab.inference.detector import load_detector
 from digitlab.runs import load_run
 from predict_helpers import tiny_run
@@ -182,11 +183,34 @@ def test_the_exported_detector_gives_digitlabs_not_a_digit_answers(tmp_path, mni
         [mnist.x_test.astype(np.float32) / 255.0]
         + [np.stack([frame_ink(image) for image in images]) for images in made.values()]
     )
-    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-    got = session.run(["probabilities"], {"images": x})[0][:, 1]
     want = load_detector().scores(x)
-    assert float(np.abs(got - want).max()) <= 1e-5
-    assert np.array_equal(got >= threshold, want >= threshold)
+    # The packaged export, which `digitlab export` copies, gives the same answers.
+    shipped = shipped_detector()
+    assert shipped is not None, "stale: run digitlab.export.bundle.write_shipped_detector()"
+    for graph in (str(target), shipped):
+        session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+        got = session.run(["probabilities"], {"images": x})[0][:, 1]
+        assert float(np.abs(got - want).max()) <= 1e-5
+        assert np.array_equal(got >= threshold, want >= threshold)
+
+
+def test_a_stale_or_broken_packaged_detector_export_is_not_copied(tmp_path):
+    from digitlab.export.bundle import detector_metadata
+    from digitlab.inference.detector import MODEL_FILE
+
+    source = tmp_path / "detector.keras"
+    shutil.copyfile(MODEL_FILE, source)
+    assert shipped_detector(source) is None  # no export beside it
+    shutil.copyfile(MODEL_FILE.with_suffix(".onnx"), tmp_path / "detector.onnx")
+    assert shipped_detector(source) == MODEL_FILE.with_suffix(".onnx").read_bytes()
+    assert detector_metadata(source)["source_sha256"] == digitlab.export.bundle.sha256_file(
+        MODEL_FILE
+    )
+    source.write_bytes(source.read_bytes() + b"\0")  # another detector.keras: stale
+    assert shipped_detector(source) is None
+    shutil.copyfile(MODEL_FILE, source)
+    (tmp_path / "detector.onnx").write_bytes(b"not onnx")
+    assert shipped_detector(source) is None
 
 
 def test_any_keras_model_exports_with_one_function(tmp_path):

@@ -140,13 +140,55 @@ def detector_hook(run) -> tuple[object, float] | None:
     """The "not a digit" detector to export beside a digit model, as
     ``(keras_model, threshold)``: digitlab's shipped detector
     (:mod:`digitlab.inference.detector`; 28x28 float in [0, 1], light on dark
-    -> ``(n, 2)`` probabilities of not a digit and of a digit)."""
+    -> ``(n, 2)`` probabilities of not a digit and of a digit); the export
+    copies its packaged ONNX file where that is current (:func:`shipped_detector`)."""
     del run
     import digitlab.layers  # noqa: F401  (registers the saved layers)
     from digitlab._backend import keras
     from digitlab.inference.detector import MODEL_FILE, load_detector
 
     return keras().models.load_model(MODEL_FILE), load_detector().threshold
+
+
+def detector_metadata(source: Path | None = None) -> dict:
+    """What the detector's ONNX file says of itself: digitlab's format, its
+    role, and the SHA-256 of the ``detector.keras`` (by default the packaged
+    one) it was exported from."""
+    from digitlab.inference.detector import MODEL_FILE
+
+    digest = sha256_file(source or MODEL_FILE)
+    return {"format": FORMAT, "role": "detector", "source_sha256": digest}
+
+
+def shipped_detector(source: Path | None = None) -> bytes | None:
+    """The ONNX export beside ``source`` (by default the packaged
+    ``inference/assets/detector.keras``: its ``detector.onnx``, written by
+    :func:`write_shipped_detector`) if it is the export of that very file:
+    copying it spares every export the ~8 s of converting the detector again.
+    None if it is missing, unreadable or stale."""
+    import onnx
+
+    from digitlab.inference.detector import MODEL_FILE
+
+    source = source or MODEL_FILE
+    try:
+        data = source.with_suffix(".onnx").read_bytes()
+        metadata = get_metadata(onnx.load_from_string(data))
+    except Exception:  # missing or unreadable: convert instead
+        return None
+    return data if metadata == detector_metadata(source) else None
+
+
+def write_shipped_detector() -> Path:
+    """Export the packaged detector to ``inference/assets/detector.onnx`` (after
+    retraining it: ``python -c "from digitlab.export.bundle import
+    write_shipped_detector as w; w()"``)."""
+    from digitlab.export.converters import export_keras_onnx
+    from digitlab.inference.detector import MODEL_FILE
+
+    model, _ = detector_hook(None)
+    export_keras_onnx(model, MODEL_FILE.with_suffix(".onnx"), detector_metadata())
+    return MODEL_FILE.with_suffix(".onnx")
 
 
 def _export_detector(run, folder: Path) -> dict | None:
@@ -158,7 +200,13 @@ def _export_detector(run, folder: Path) -> dict | None:
     model, threshold = found
     target = folder / DETECTOR_FILE
     check_target(target)
-    seconds = export_keras_onnx(model, target, {"format": FORMAT, "role": "detector"})
+    start = time.perf_counter()
+    shipped = shipped_detector()  # the packaged detector's export, when current
+    if shipped is not None:
+        _files.write_bytes(target, shipped)
+    else:
+        export_keras_onnx(model, target, detector_metadata())
+    seconds = time.perf_counter() - start
     return {
         "file": DETECTOR_FILE,
         "threshold": float(threshold),
