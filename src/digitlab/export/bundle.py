@@ -136,12 +136,13 @@ def describe(run, *, model_file: str, detector: dict | None = None) -> dict:
     }
 
 
-def detector_hook(run) -> tuple[object, float] | None:
+def detector_hook(run) -> tuple[object, float]:
     """The "not a digit" detector to export beside a digit model, as
     ``(keras_model, threshold)``: digitlab's shipped detector
     (:mod:`digitlab.inference.detector`; 28x28 float in [0, 1], light on dark
-    -> ``(n, 2)`` probabilities of not a digit and of a digit); the export
-    copies its packaged ONNX file where that is current (:func:`shipped_detector`)."""
+    -> ``(n, 2)`` probabilities of not a digit and of a digit).  The export
+    converts it only where its packaged ONNX file is not current
+    (:func:`shipped_detector`)."""
     del run
     import digitlab.layers  # noqa: F401  (registers the saved layers)
     from digitlab._backend import keras
@@ -192,19 +193,21 @@ def write_shipped_detector() -> Path:
 
 
 def _export_detector(run, folder: Path) -> dict | None:
-    found = detector_hook(run) if run.is_digits else None
-    if found is None:
+    if not run.is_digits:
         return None
-    from digitlab.export.converters import export_keras_onnx
-
-    model, threshold = found
     target = folder / DETECTOR_FILE
     check_target(target)
     start = time.perf_counter()
     shipped = shipped_detector()  # the packaged detector's export, when current
     if shipped is not None:
+        from digitlab.inference.detector import load_detector
+
         _files.write_bytes(target, shipped)
+        threshold = load_detector().threshold
     else:
+        from digitlab.export.converters import export_keras_onnx
+
+        model, threshold = detector_hook(run)
         export_keras_onnx(model, target, detector_metadata())
     seconds = time.perf_counter() - start
     return {
