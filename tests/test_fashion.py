@@ -90,6 +90,22 @@ def test_fashion_trains_evaluates_and_names_clothing(fashion_run, offline_env):
 
 @pytest.mark.slow
 @needs_fashion
+def test_a_clothing_run_exports_without_the_digit_detector(fashion_run, offline_env, tmp_path):
+    pytest.importorskip("onnxruntime", reason="needs digitlab[export]")
+    run_dir, _ = fashion_run
+    target = tmp_path / "clothes.onnx"
+    args = ("export", str(run_dir), "--format", "onnx", "--out", str(target), "--json")
+    done = _digitlab(*args, env=offline_env)
+    written = {Path(name).name for name in json.loads(done.stdout)["files"]}
+    assert written == {"clothes.onnx", "clothes.json", "clothes.md"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(written)  # no detector.onnx
+    description = json.loads((tmp_path / "clothes.json").read_text())
+    assert description["class_names"] == list(FASHION_MNIST_CLASS_NAMES)
+    assert not description.get("detector")
+
+
+@pytest.mark.slow
+@needs_fashion
 def test_fashion_run_reads_a_photo_and_serves_clothing_classes(fashion_run, tmp_path):
     from PIL import Image
 
