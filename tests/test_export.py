@@ -195,7 +195,7 @@ def test_the_exported_detector_gives_digitlabs_not_a_digit_answers(tmp_path, mni
 
 
 def test_a_stale_or_broken_packaged_detector_export_is_not_copied(tmp_path):
-    from digitlab.export.bundle import detector_metadata
+    from digitlab.export.bundle import detector_metadata, sha256_file
     from digitlab.inference.detector import MODEL_FILE
 
     source = tmp_path / "detector.keras"
@@ -203,9 +203,7 @@ def test_a_stale_or_broken_packaged_detector_export_is_not_copied(tmp_path):
     assert shipped_detector(source) is None  # no export beside it
     shutil.copyfile(MODEL_FILE.with_suffix(".onnx"), tmp_path / "detector.onnx")
     assert shipped_detector(source) == MODEL_FILE.with_suffix(".onnx").read_bytes()
-    assert detector_metadata(source)["source_sha256"] == digitlab.export.bundle.sha256_file(
-        MODEL_FILE
-    )
+    assert detector_metadata(source)["source_sha256"] == sha256_file(MODEL_FILE)
     source.write_bytes(source.read_bytes() + b"\0")  # another detector.keras: stale
     assert shipped_detector(source) is None
     shutil.copyfile(MODEL_FILE, source)

@@ -188,8 +188,9 @@ def write_shipped_detector() -> Path:
     from digitlab.inference.detector import MODEL_FILE
 
     model, _ = detector_hook(None)
-    export_keras_onnx(model, MODEL_FILE.with_suffix(".onnx"), detector_metadata())
-    return MODEL_FILE.with_suffix(".onnx")
+    target = MODEL_FILE.with_suffix(".onnx")
+    export_keras_onnx(model, target, detector_metadata())
+    return target
 
 
 def _export_detector(run, folder: Path) -> dict | None:
