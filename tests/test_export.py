@@ -147,6 +147,29 @@ def test_export_never_replaces_a_file_digitlab_did_not_write(mnist, tmp_path_fac
     assert (tmp_path / "taken" / "index.html").read_text() == "mine"
 
 
+def test_an_export_that_fails_leaves_no_file_not_even_the_detector(
+    mnist, tmp_path_factory, tmp_path, monkeypatch
+):
+    from digitlab.errors import RunError
+    from digitlab.export import bundle
+
+    run = load_run(_run_of("gnb", mnist, tmp_path_factory))
+    # A detector.onnx that digitlab did not write stops the export before any file is written.
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "detector.onnx").write_bytes(b"mine")
+    with pytest.raises(RunError, match="detector.onnx.*digitlab did not write it"):
+        bundle.export_onnx(run, tmp_path / "taken" / "digits.onnx")
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["detector.onnx"]
+    assert (tmp_path / "taken" / "detector.onnx").read_bytes() == b"mine"
+
+    # An export whose check fails (no tolerance is met by a difference >= 0) writes nothing.
+    monkeypatch.setattr(bundle, "CHECK_TOLERANCE", -1.0)
+    (tmp_path / "new").mkdir()
+    with pytest.raises(RunError, match="nothing was written"):
+        bundle.export_onnx(run, tmp_path / "new" / "digits.onnx")
+    assert list((tmp_path / "new").iterdir()) == []
+
+
 def test_the_onnx_runtime_needs_an_export_and_refuses_a_stale_one(tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(FIXTURES / "gnb-0.1.0", run_dir)

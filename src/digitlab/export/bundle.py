@@ -193,25 +193,25 @@ def write_shipped_detector() -> Path:
     return target
 
 
-def _export_detector(run, folder: Path) -> dict | None:
+def _detector(run) -> tuple[dict, bytes] | None:
+    """What a digit model's export says of its detector, and the detector's
+    ONNX file; written by :func:`export_onnx` only once the model's export
+    has passed its check."""
     if not run.is_digits:
         return None
-    target = folder / DETECTOR_FILE
-    check_target(target)
     start = time.perf_counter()
-    shipped = shipped_detector()  # the packaged detector's export, when current
-    if shipped is not None:
+    data = shipped_detector()  # the packaged detector's export, when current
+    if data is not None:
         from digitlab.inference.detector import load_detector
 
-        _files.write_bytes(target, shipped)
         threshold = load_detector().threshold
     else:
-        from digitlab.export.converters import export_keras_onnx
+        from digitlab.export.converters import keras_onnx_bytes
 
         model, threshold = detector_hook(run)
-        export_keras_onnx(model, target, detector_metadata())
+        data = keras_onnx_bytes(model, detector_metadata())
     seconds = time.perf_counter() - start
-    return {
+    entry = {
         "file": DETECTOR_FILE,
         "threshold": float(threshold),
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 28, 28]},
@@ -224,6 +224,7 @@ def _export_detector(run, folder: Path) -> dict | None:
         "threshold makes the answer status 'no digit' (reason 'not a digit')",
         "export_seconds": round(seconds, 3),
     }
+    return entry, data
 
 
 # --------------------------------------------------------------------------- targets
@@ -328,10 +329,13 @@ def export_onnx(run, out: Path | None = None) -> dict:
     from digitlab.export import card, graph
 
     onnx_file, json_file, card_file = targets(run, out)
-    for path in (onnx_file, json_file, card_file):
+    files = [onnx_file, json_file, card_file]
+    detector, detector_data = _detector(run) or (None, None)
+    if detector is not None:
+        files.append(onnx_file.parent / DETECTOR_FILE)
+    for path in files:
         check_target(path)
     proto, seconds = build_proto(run)
-    detector = _export_detector(run, onnx_file.parent)
     description = describe(run, model_file=onnx_file.name, detector=detector)
     graph.set_metadata(proto, description)
     data = proto.SerializeToString()
@@ -342,12 +346,11 @@ def export_onnx(run, out: Path | None = None) -> dict:
         "sha256": hashlib.sha256(data).hexdigest(),
         "check": {"images": 64, "max_abs_diff": difference, "tolerance": CHECK_TOLERANCE},
     }
+    if detector is not None:
+        _files.write_bytes(onnx_file.parent / DETECTOR_FILE, detector_data)
     _files.write_bytes(onnx_file, data)
     _files.write_text(json_file, json.dumps(description, indent=2) + "\n")
     _files.write_text(card_file, card.model_card(run, description))
-    files = [onnx_file, json_file, card_file]
-    if detector is not None:
-        files.append(onnx_file.parent / DETECTOR_FILE)
     return {
         "format": "onnx",
         "files": {str(p): p.stat().st_size for p in files},

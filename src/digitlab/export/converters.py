@@ -94,12 +94,11 @@ def keras_to_onnx(model):
         return onnx.load(str(raw))
 
 
-def export_keras_onnx(model, path, metadata: dict | None = None, *, temperature: float = 1.0):
-    """Write any Keras model of images ``(n, *shape)`` float32 to probabilities
-    ``(n, k)`` as an ONNX file at ``path`` (atomically), with digitlab's input
-    and output names and ``metadata`` in the file; ``temperature`` (a run's
-    calibration) is applied in the graph.  Returns the seconds it took."""
-    start = time.perf_counter()
+def keras_onnx_bytes(model, metadata: dict | None = None, *, temperature: float = 1.0) -> bytes:
+    """Any Keras model of images ``(n, *shape)`` float32 to probabilities
+    ``(n, k)``, serialized as ONNX with digitlab's input and output names and
+    ``metadata`` in the file; ``temperature`` (a run's calibration) is applied
+    in the graph."""
     proto = finish(
         keras_to_onnx(model),
         image_shape=tuple(int(s) for s in model.input_shape[1:]),
@@ -107,7 +106,14 @@ def export_keras_onnx(model, path, metadata: dict | None = None, *, temperature:
         temperature=temperature,
         metadata=metadata,
     )
-    _files.write_bytes(path, proto.SerializeToString())
+    return proto.SerializeToString()
+
+
+def export_keras_onnx(model, path, metadata: dict | None = None, *, temperature: float = 1.0):
+    """Write :func:`keras_onnx_bytes` of the model to ``path`` (atomically);
+    return the seconds it took."""
+    start = time.perf_counter()
+    _files.write_bytes(path, keras_onnx_bytes(model, metadata, temperature=temperature))
     return time.perf_counter() - start
 
 
