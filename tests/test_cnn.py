@@ -25,6 +25,7 @@ from digitlab.training import train
 
 CNN_PARAMS = 243_466
 CNN_FAST_PARAMS = 95_498
+CNN_DEEP_PARAMS = 289_930
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,10 @@ def tiny_cnn_run(tiny_mnist, tmp_path_factory):
     return train(config, tiny_mnist, run_dir=path, verbose=0, plots_enabled=False)
 
 
-@pytest.mark.parametrize(("name", "params"), [("cnn", CNN_PARAMS), ("cnn-fast", CNN_FAST_PARAMS)])
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("cnn", CNN_PARAMS), ("cnn-deep", CNN_DEEP_PARAMS), ("cnn-fast", CNN_FAST_PARAMS)],
+)
 def test_cnn_builders_have_the_stated_shape_and_parameter_count(name, params):
     model = build_model(TrainConfig.for_model(name), (28, 28), 10, steps_per_epoch=10)
     assert model.output_shape == (None, 10)

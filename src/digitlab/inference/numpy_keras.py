@@ -5,7 +5,7 @@ compiling the forward pass costs 1.5-3 s; the arithmetic for one image costs
 microseconds.  :func:`load` reads a ``model.keras`` archive (its
 ``config.json`` and ``model.weights.h5``) without Keras and returns a
 :class:`NumpyNetwork` when every layer is one it knows -- the layers digitlab's
-mlp, cnn and cnn-fast are made of -- or None, and the caller loads the archive
+mlp and cnns are made of -- or None, and the caller loads the archive
 with Keras as usual.  The answers match Keras' to float32 rounding (tested).
 """
 

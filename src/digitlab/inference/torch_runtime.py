@@ -41,7 +41,7 @@ from digitlab.config import elastic_grid
 from digitlab.errors import ConfigError
 from digitlab.inference.classifier import Classifier
 
-#: What this module computes: the layers digitlab's mlp, cnn and cnn-fast use.
+#: What this module computes: the layers digitlab's mlp and cnns use.
 LAYERS = tuple(
     "Reshape Permute Augmentation Conv2D BatchNormalization Activation MaxPool2x2 Flatten "
     "Dense Dropout".split()

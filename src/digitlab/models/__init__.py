@@ -2,7 +2,7 @@
 
 * :mod:`digitlab.models.registry` - the contract (:class:`ModelKind`,
   :class:`TrainResult`, :func:`register`, :func:`get`, :func:`names`).
-* :mod:`digitlab.models.keras_kinds` - mlp, cnn, cnn-fast (Keras).
+* :mod:`digitlab.models.keras_kinds` - mlp, cnn, cnn-deep, cnn-fast (Keras).
 * :mod:`digitlab.models.baselines` - rf, logreg, knn, gnb, bnb, svm (scikit-learn).
 * :mod:`digitlab.models.networks` - the Keras builders (imports Keras).
 

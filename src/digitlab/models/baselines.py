@@ -185,7 +185,7 @@ def fit_baseline(config, parts, *, class_names, image_shape, verbose=0, log=None
     baseline = _lookup(config.model)
     if config.engine != "keras":
         raise ConfigError(
-            f"engine: --engine {config.engine} trains Keras networks (mlp, cnn, cnn-fast); "
+            f"engine: --engine {config.engine} trains Keras networks (mlp and the cnns); "
             f"{config.model} is a scikit-learn model. Received: engine={config.engine!r}"
         )
     estimator = baseline.build(config)

@@ -74,6 +74,26 @@ def build_cnn(config, input_shape: tuple[int, ...], num_classes: int):
     )
 
 
+@register("cnn-deep")
+def build_cnn_deep(config, input_shape: tuple[int, ...], num_classes: int):
+    """:func:`build_cnn` with five convolutions instead of three: 32, 32 and
+    64 filters at 14x14, a max-pool, 64 and 128 at 7x7 and a max-pool, then
+    the same head.  A member for ensembles: about 1.5x the arithmetic of
+    ``cnn`` per image (11.2 vs 7.6 million multiply-adds).
+
+    With one hidden layer of 128 it has 289,930 parameters and ``cnn``'s
+    training defaults.
+    """
+    return _convnet(
+        config,
+        input_shape,
+        num_classes,
+        stages=((32, 32, 64), (64, 128)),
+        space_to_depth=True,
+        name="cnn_deep",
+    )
+
+
 @register("cnn-fast")
 def build_cnn_fast(config, input_shape: tuple[int, ...], num_classes: int):
     """A quick convnet: each 2x2 block of pixels is first folded into 4
@@ -158,7 +178,7 @@ def build_model(
     model = builder(config, tuple(input_shape), num_classes)
     if config.augment and not any(isinstance(layer, Augmentation) for layer in model.layers):
         raise ConfigError(
-            f"augment: expected a model that augments its images (cnn, cnn-fast). "
+            f"augment: expected a model that augments its images (cnn, cnn-deep, cnn-fast). "
             f"Received: model={config.model!r}"
         )
     loss = (
