@@ -5,7 +5,7 @@ or a letter A included.  Before its answer is given, each framed 28x28 crop is
 scored by a small network shipped with digitlab (``assets/detector.keras``,
 trained by :mod:`digitlab.models.detector` on MNIST training digits against
 generated non-digits).  A crop scoring below the threshold chosen on validation
-data (``assets/detector.json``: 99% of validation digits accepted) is "not a
+data (``assets/detector.json``: 99.5% of validation digits accepted) is "not a
 digit", and :func:`digitlab.inference.read_image` answers ``"no digit"``.
 
 The detector is computed in NumPy (:mod:`digitlab.inference.numpy_keras`), so
