@@ -5,9 +5,11 @@ Trains ``digitlab train --model cnn --split official`` twice in this process,
 one after the other, on the same machine:
 
 * the reference: ``--engine keras`` (Keras on JAX), the cnn's own recipe
-  (15 epochs);
+  (15 epochs): what the command trained before PyTorch became its default
+  engine, and still does where PyTorch is not installed;
 * the candidate: ``--engine torch --epochs 30`` (the same network and recipe,
-  twice the epochs, computed by PyTorch: bfloat16 on CPUs with AMX).
+  twice the epochs, computed by PyTorch: bfloat16 on CPUs with AMX), what
+  the command trains with no flags where PyTorch is installed.
 
 Each run holds out the same 5,000 training images to validate and calibrate
 on and is evaluated once, at the end, on the 10,000 test images.  Then the

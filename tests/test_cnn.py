@@ -36,7 +36,7 @@ def tiny_mnist(small_mnist):
 
 @pytest.fixture(scope="module")
 def tiny_cnn_run(tiny_mnist, tmp_path_factory):
-    config = TrainConfig.for_model("cnn", epochs=1, validation_size=128, seed=5)
+    config = TrainConfig.for_model("cnn", epochs=1, validation_size=128, seed=5, engine="keras")
     path = tmp_path_factory.mktemp("cnn-runs") / "cnn"
     return train(config, tiny_mnist, run_dir=path, verbose=0, plots_enabled=False)
 
@@ -150,7 +150,7 @@ def test_maxpool2x2_equals_keras_max_pooling():
 def test_cnn_run_saves_the_resolved_config_and_loads_identically(tiny_cnn_run, tiny_mnist):
     config = json.loads((tiny_cnn_run.path / "config.json").read_text())
     assert config["model"] == "cnn"
-    for field, value in defaults_for("cnn").items():
+    for field, value in defaults_for("cnn", "keras").items():
         if field != "epochs":
             assert config[field] == (list(value) if isinstance(value, tuple) else value)
     assert tiny_cnn_run.params == CNN_PARAMS
@@ -225,10 +225,36 @@ def test_restore_best_ends_with_the_best_epochs_weights(tiny_mnist, tmp_path):
 
 def test_for_model_applies_model_defaults_under_explicit_fields():
     assert TrainConfig.for_model("mlp") == TrainConfig()
-    cnn = TrainConfig.for_model("cnn")
+    cnn = TrainConfig.for_model("cnn", engine="keras")
     assert (cnn.optimizer, cnn.lr_schedule, cnn.augment, cnn.epochs) == ("adam", "cosine", True, 15)
+    assert TrainConfig.for_model("cnn", engine="torch").epochs == 30
+    assert TrainConfig.for_model("cnn-deep", engine="torch").epochs == 25
+    # What PyTorch's engine cannot train goes to Keras, with Keras' defaults.
+    nadam = TrainConfig.for_model("cnn", optimizer="nadam")
+    assert (nadam.engine, nadam.epochs) == ("keras", 15)
     assert TrainConfig.for_model("cnn", optimizer="sgd", epochs=3).optimizer == "sgd"
     assert TrainConfig.for_model("cnn", augment=False).augment is False
+
+
+@pytest.mark.parametrize("torch_installed", [True, False])
+def test_cnn_trains_on_the_fastest_engine_installed_unless_one_is_asked_for(torch_installed):
+    # PyTorch is made absent the way Python documents: None in sys.modules.
+    code = (
+        "import sys\n"
+        + ("" if torch_installed else "sys.modules['torch'] = None\n")
+        + "from digitlab.config import TrainConfig as C\n"
+        "print([(c.engine, c.epochs) for c in (C.for_model('cnn'), C.for_model('cnn-deep'), "
+        "C.for_model('cnn', engine='keras'), C.for_model('cnn', epochs=3), "
+        "C.for_model('cnn-fast'), C.for_model('mlp'), C.for_model('rf'))])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    fastest = "torch" if torch_installed else "keras"
+    cnn, deep = (30, 25) if torch_installed else (15, 15)
+    assert done.stdout.strip() == str(
+        [(fastest, cnn), (fastest, deep), ("keras", 15), (fastest, 3)]
+        + [("keras", 1), ("keras", 20), ("keras", 20)]
+    )
 
 
 def test_cli_resolves_model_defaults_and_keeps_the_tutorial():

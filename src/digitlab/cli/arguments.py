@@ -56,3 +56,28 @@ def _probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1]. Received: {text!r}")
     return value
+
+
+def defaults_help(field: str, kinds, tutorial: str | None = None) -> str:
+    """'(default: V; cnn: W, ...)': the tutorial's value, then the models' own."""
+    from digitlab.config import TrainConfig
+
+    def shown(value) -> str:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, tuple):
+            return ",".join(map(str, value))
+        return str(value)
+
+    text = tutorial if tutorial is not None else shown(getattr(TrainConfig(), field))
+
+    def own_default(kind) -> str:  # "30 on torch or 15 on keras" where engines differ
+        if not any(field in fields for fields in kind.engines.values()):
+            return shown(kind.defaults[field])
+        each = (
+            f"{shown(f.get(field, kind.defaults[field]))} on {e}" for e, f in kind.engines.items()
+        )
+        return " or ".join(each)
+
+    own = [f"{kind.name}: {own_default(kind)}" for kind in kinds if field in kind.defaults]
+    return f"(default: {text}{'; ' + ', '.join(own) if own else ''})"

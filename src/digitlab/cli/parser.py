@@ -14,6 +14,7 @@ from digitlab.cli.arguments import (
     _non_negative_int,
     _positive_int,
     _probability,
+    defaults_help,
 )
 from digitlab.cli.output import EXIT_USAGE
 
@@ -382,29 +383,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine",
         choices=ENGINES,
-        help="keras (default: Keras on JAX) or torch: the same network, recipe and run folder, "
-        "trained by PyTorch (about 4x faster for cnn with AMX; pip install 'digitlab[torch]')",
+        help="keras (Keras on JAX) or torch: the same network, recipe and run folder, trained "
+        "by PyTorch (about 4x faster for cnn with AMX; pip install 'digitlab[torch]'). "
+        "Default: torch for cnn and cnn-deep where PyTorch is installed, else keras",
     )
 
 
 def _defaults_help(field: str, tutorial: str | None = None) -> str:
-    """'(default: V; cnn: W, ...)': the tutorial's value, then the models' own."""
-    from digitlab.config import TrainConfig
-
-    def shown(value) -> str:
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        if isinstance(value, tuple):
-            return ",".join(map(str, value))
-        return str(value)
-
-    text = tutorial if tutorial is not None else shown(getattr(TrainConfig(), field))
-    own = [
-        f"{kind.name}: {shown(kind.defaults[field])}"
-        for kind in _model_kinds()
-        if field in kind.defaults
-    ]
-    return f"(default: {text}{'; ' + ', '.join(own) if own else ''})"
+    return defaults_help(field, _model_kinds(), tutorial)
 
 
 def _add_experiment_options(p: argparse.ArgumentParser) -> None:
@@ -416,7 +402,8 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--epochs",
         type=_positive_int,
-        help="epochs for Keras models (default: each model's own: mlp 20, cnn 15, cnn-fast 1)",
+        help="epochs for Keras models (default: each model's own: mlp 20, "
+        "cnn 30 on torch or 15 on keras, cnn-fast 1)",
     )
 
 

@@ -19,6 +19,7 @@ from digitlab.models import baselines  # noqa: F401
 from digitlab.models.registry import (
     ModelKind,
     TrainResult,
+    default_engine,
     defaults_for,
     get,
     kinds,
@@ -34,6 +35,7 @@ __all__ = [
     "ModelKind",
     "TrainResult",
     "build_model",
+    "default_engine",
     "defaults_for",
     "get",
     "kinds",

@@ -18,6 +18,7 @@ This module imports nothing heavy: listing the models never loads Keras.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -70,7 +71,10 @@ class ModelKind:
     the tutorial's for this kind (``TrainConfig.for_model`` applies them).
     ``family`` groups kinds in help texts; ``slow`` kinds are left out of
     ``compare``'s default list; ``info_key`` names the ``run.json`` entry for
-    :attr:`TrainResult.info`.
+    :attr:`TrainResult.info`.  ``engines``: the engines (``TrainConfig.engine``)
+    that may train this kind when none is asked for, in order of preference,
+    each with the fields whose default differs under it; the first one
+    installed trains it (``keras``, always installed, when none is listed).
     """
 
     name: str
@@ -81,9 +85,17 @@ class ModelKind:
     family: str = "keras"
     slow: bool = False
     info_key: str | None = None
+    engines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        object.__setattr__(
+            self,
+            "engines",
+            MappingProxyType(
+                {name: MappingProxyType(dict(fields)) for name, fields in self.engines.items()}
+            ),
+        )
 
 
 _KINDS: dict[str, ModelKind] = {}
@@ -126,7 +138,34 @@ def kinds() -> tuple[ModelKind, ...]:
     return tuple(_KINDS.values())
 
 
-def defaults_for(name: str) -> Mapping[str, Any]:
-    """The kind's own defaults, or none for an unknown name."""
+def defaults_for(name: str, engine: str | None = None) -> Mapping[str, Any]:
+    """The kind's own defaults (none for an unknown name): with ``engine``
+    None, under the engine :func:`default_engine` picks (named in them when
+    the kind lists engines); else under ``engine``."""
     kind = _KINDS.get(name)
-    return kind.defaults if kind is not None else MappingProxyType({})
+    if kind is None:
+        return MappingProxyType({})
+    if not kind.engines:
+        return kind.defaults
+    chosen = engine or default_engine(name)
+    fields = {**kind.defaults, **kind.engines.get(chosen, {})}
+    if engine is None:
+        fields["engine"] = chosen
+    return MappingProxyType(fields)
+
+
+def default_engine(name: str) -> str:
+    """The engine that trains kind ``name`` when none is asked for: the first
+    of its :attr:`ModelKind.engines` that is installed, else ``keras``."""
+    kind = _KINDS.get(name)
+    for engine in kind.engines if kind is not None else ():
+        if engine == "keras" or _installed(engine):
+            return engine
+    return "keras"
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        return False
