@@ -238,6 +238,8 @@ def test_for_model_applies_model_defaults_under_explicit_fields():
 
 @pytest.mark.parametrize("torch_installed", [True, False])
 def test_cnn_trains_on_the_fastest_engine_installed_unless_one_is_asked_for(torch_installed):
+    if torch_installed:
+        pytest.importorskip("torch")
     # PyTorch is made absent the way Python documents: None in sys.modules.
     code = (
         "import sys\n"

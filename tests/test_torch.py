@@ -339,7 +339,7 @@ def test_train_names_the_torch_extra_for_the_strong_model_only_where_it_is_missi
     )
     assert done.stdout.strip() == (
         "digitlab train --model cnn --split official "
-        "(after pip install 'digitlab[torch]', it trains in half the time)"
+        "(after pip install 'digitlab[torch]', it trains twice the epochs in less time)"
     )
 
 

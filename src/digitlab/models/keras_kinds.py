@@ -222,8 +222,8 @@ for _kind in (
         format="keras",
         info_key="training",
         defaults=CNN_DEFAULTS,
-        # Twice the epochs in under half the time: 99.68% median over eight
-        # seeds against 99.64% (benchmarks/RESULTS.md, bench_engines.py).
+        # Twice the epochs in 0.47x (Xeon, AMX) to 0.66x (AMD EPYC) the time:
+        # 99.68% median against 99.64% (benchmarks/RESULTS.md, bench_engines.py).
         engines={"torch": {"epochs": 30}, "keras": {}},
     ),
     ModelKind(
